@@ -1,0 +1,970 @@
+/* tern.conf: reads the INI file with inih through our own line reader, which counts lines (inih
+ * gives its handler none) and checks each line's shape first, so every error, not only the
+ * first, comes out as FILE:LINE. Applies defaults, resolves paths against the file's folder,
+ * then has tables_load.c read the users and aliases files. Also owns the reference count and
+ * the deny-list match. */
+#include "conf/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_DOMAINS 1024
+
+enum section { SEC_SERVER, SEC_LISTEN, SEC_LIMITS, SEC_POLICY, SEC_COUNT, SEC_NONE };
+
+static const char *const section_names[SEC_COUNT] = {"server", "listen", "limits", "policy"};
+
+enum ktype {
+    K_HOSTNAME,
+    K_DATA_DIR,
+    K_USER,
+    K_USERS,
+    K_ALIASES,
+    K_DOMAINS,
+    K_WORKERS,
+    K_LISTEN,
+    K_COUNT,   /* a size_t count */
+    K_SECONDS, /* an int number of seconds */
+    K_SIZE,    /* a uint64_t byte size */
+    K_DENY,
+    K_DISCLOSE,
+};
+
+struct key {
+    enum section sec;
+    const char *name;
+    enum ktype type;
+    bool repeat; /* may appear more than once */
+    size_t off;  /* field in struct conf, for the generic types */
+    long long min, max;
+    int kind; /* K_LISTEN: enum conf_listener_kind */
+};
+
+#define F(field) offsetof(struct conf, field)
+
+static const struct key keys[] = {
+    {SEC_SERVER, "hostname", K_HOSTNAME, false, 0, 0, 0, 0},
+    {SEC_SERVER, "data_dir", K_DATA_DIR, false, 0, 0, 0, 0},
+    {SEC_SERVER, "user", K_USER, false, 0, 0, 0, 0},
+    {SEC_SERVER, "users", K_USERS, false, 0, 0, 0, 0},
+    {SEC_SERVER, "aliases", K_ALIASES, false, 0, 0, 0, 0},
+    {SEC_SERVER, "domains", K_DOMAINS, false, 0, 0, 0, 0},
+    {SEC_SERVER, "workers", K_WORKERS, false, F(workers), 1, 64, 0},
+    {SEC_LISTEN, "smtp", K_LISTEN, true, 0, 0, 0, LISTEN_SMTP},
+    {SEC_LISTEN, "submission", K_LISTEN, true, 0, 0, 0, LISTEN_SUBMISSION},
+    {SEC_LISTEN, "smtps", K_LISTEN, true, 0, 0, 0, LISTEN_SMTPS},
+    {SEC_LIMITS, "message_size", K_SIZE, false, F(message_size), 1024, 0, 0},
+    {SEC_LIMITS, "recipients", K_COUNT, false, F(recipients), 1, 1000000, 0},
+    {SEC_LIMITS, "connections", K_COUNT, false, F(connections), 1, 1000000, 0},
+    {SEC_LIMITS, "connections_per_ip", K_COUNT, false, F(connections_per_ip), 1, 1000000, 0},
+    {SEC_LIMITS, "bad_commands", K_COUNT, false, F(bad_commands), 1, 1000000, 0},
+    {SEC_LIMITS, "junk_commands", K_COUNT, false, F(junk_commands), 1, 1000000, 0},
+    {SEC_LIMITS, "command_timeout", K_SECONDS, false, F(command_timeout), 1, 86400, 0},
+    {SEC_LIMITS, "data_timeout", K_SECONDS, false, F(data_timeout), 1, 86400, 0},
+    {SEC_LIMITS, "shutdown_timeout", K_SECONDS, false, F(shutdown_timeout), 0, 86400, 0},
+    {SEC_LIMITS, "min_free_space", K_SIZE, false, F(min_free_space), 0, 0, 0},
+    {SEC_POLICY, "deny", K_DENY, true, 0, 0, 0, 0},
+    {SEC_POLICY, "vrfy", K_DISCLOSE, false, F(vrfy), 0, 0, 0},
+    {SEC_POLICY, "expn", K_DISCLOSE, false, F(expn), 0, 0, 0},
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+/* Everything one conf_load carries while it reads. */
+struct loader {
+    struct conf *c;
+    struct conf_errors *e;
+    const char *file;
+    FILE *f;
+    char *linebuf;
+    size_t linecap;
+    int line;                    /* the line inih is looking at */
+    int section_line[SEC_COUNT]; /* where each section starts, 0 if absent */
+    int key_line[NKEYS];         /* where each key was set, 0 if not */
+    char data_dir[PATH_MAX];     /* as written */
+    char users[PATH_MAX];        /* as written */
+    char aliases[PATH_MAX];      /* as written */
+    char *domains[MAX_DOMAINS];
+    size_t ndomains;
+};
+
+void conf_error(struct conf_errors *e, const char *file, int line, const char *fmt, ...)
+{
+    e->n++;
+    if (e->truncated || e->cap == 0)
+        return;
+    static const char more[] = "... more errors not shown\n";
+    char msg[2048];
+    int n = line > 0 ? snprintf(msg, sizeof(msg), "%s:%d: ", file, line)
+                     : snprintf(msg, sizeof(msg), "%s: ", file);
+    if (n < 0)
+        return;
+    size_t len = (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg + len, sizeof(msg) - len, fmt, ap);
+    va_end(ap);
+    len = strlen(msg);
+    if (len + 2 > sizeof(msg))
+        len = sizeof(msg) - 2;
+    msg[len++] = '\n';
+    msg[len] = '\0';
+    /* Keep room for the note that says the list was cut. */
+    if (e->len + len + sizeof(more) > e->cap) {
+        e->truncated = true;
+        if (e->len + sizeof(more) <= e->cap) {
+            memcpy(e->buf + e->len, more, sizeof(more));
+            e->len += sizeof(more) - 1;
+        }
+        return;
+    }
+    memcpy(e->buf + e->len, msg, len + 1);
+    e->len += len;
+}
+
+/* An error at the line inih is on. */
+static void lerr(struct loader *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void lerr(struct loader *l, const char *fmt, ...)
+{
+    char msg[1536];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    conf_error(l->e, l->file, l->line, "%s", msg);
+}
+
+/* Where to point at something missing: its section's header, else the end of the file. */
+static int where(const struct loader *l, enum section s)
+{
+    if (s < SEC_COUNT && l->section_line[s])
+        return l->section_line[s];
+    return l->line > 0 ? l->line : 1;
+}
+
+static enum section section_find(const char *name)
+{
+    for (int i = 0; i < SEC_COUNT; i++)
+        if (strcasecmp(name, section_names[i]) == 0)
+            return (enum section)i;
+    return SEC_NONE;
+}
+
+static bool is_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\f' || ch == '\v';
+}
+
+/* Checks the shape of one line (already left-trimmed): blank, comment, [section] or key = value.
+ * Says why a line is wrong, and whether inih should see it, not at all, or as a header of an
+ * unknown section (so the keys under a broken header are skipped, not taken for the section
+ * before). May trim what inih should not read: text after a header, a '#' comment. */
+enum line_verdict { LINE_DROP, LINE_PASS, LINE_UNKNOWN_SECTION };
+
+static enum line_verdict line_check(struct loader *l, char *s)
+{
+    if (*s == '\0' || *s == '#' || *s == ';')
+        return LINE_PASS;
+    if (*s == '[') {
+        char *end = strchr(s, ']');
+        if (!end) {
+            lerr(l, "section header '%s' has no closing ']'; write it like [server]", s);
+            return LINE_UNKNOWN_SECTION;
+        }
+        char *rest = end + 1;
+        while (is_space(*rest))
+            rest++;
+        *end = '\0';
+        if (*rest && *rest != '#' && *rest != ';')
+            lerr(l, "text after the section header; put only [%s] on this line", s + 1);
+        enum section sec = section_find(s + 1);
+        if (sec == SEC_NONE)
+            lerr(l,
+                 "unknown section [%s]; valid sections are [server], [listen], [limits] and "
+                 "[policy]",
+                 s + 1);
+        else if (!l->section_line[sec])
+            l->section_line[sec] = l->line;
+        end[0] = ']';
+        end[1] = '\0';
+        return LINE_PASS;
+    }
+    /* A comment after a value starts with whitespace and ';' (inih drops those) or '#'. */
+    for (char *p = s + 1; *p; p++)
+        if (*p == '#' && is_space(p[-1])) {
+            *p = '\0';
+            break;
+        }
+    size_t eq = strcspn(s, "=:");
+    if (s[eq] == '\0') {
+        lerr(l, "'%s' is not a setting; write key = value, or start a comment with #", s);
+        return LINE_DROP;
+    }
+    if (eq == 0) {
+        lerr(l, "no key before '%c'; write key = value", s[0]);
+        return LINE_DROP;
+    }
+    return LINE_PASS;
+}
+
+/* inih's fgets-style reader: one whole line at a time, counted and checked. A line inih must
+ * not see (bad shape, too long) is handed over as an empty line so the counts stay equal. */
+static char *conf_reader(char *str, int num, void *stream)
+{
+    struct loader *l = stream;
+    ssize_t n = getline(&l->linebuf, &l->linecap, l->f);
+    if (n < 0)
+        return NULL;
+    l->line++;
+    char *s = l->linebuf;
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))
+        s[--n] = '\0';
+    if (l->line == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
+        s += 3; /* a UTF-8 byte order mark */
+    /* Dropping leading space also turns off inih's multi-line values, which would take an
+     * indented line as more of the previous value. */
+    while (is_space(*s))
+        s++;
+    str[0] = '\0';
+    if (num < 3)
+        return str;
+    if (strlen(s) + 2 > (size_t)num) {
+        lerr(l,
+             "line is longer than %d characters; shorten it (deny and listeners may be split "
+             "over several lines with the same key)",
+             num - 3);
+        return str;
+    }
+    switch (line_check(l, s)) {
+    case LINE_DROP:
+        break;
+    case LINE_PASS:
+        snprintf(str, (size_t)num, "%s\n", s);
+        break;
+    case LINE_UNKNOWN_SECTION:
+        snprintf(str, (size_t)num, "[?]\n");
+        break;
+    }
+    return str;
+}
+
+static int parse_uint(const char *s, unsigned long long *out)
+{
+    if (*s < '0' || *s > '9')
+        return -1;
+    unsigned long long v = 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > (ULLONG_MAX - (unsigned)(*s - '0')) / 10)
+            return -1;
+        v = v * 10 + (unsigned)(*s - '0');
+    }
+    if (*s)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int conf_parse_size(const char *s, uint64_t *out)
+{
+    char digits[32];
+    size_t len = s ? strlen(s) : 0;
+    if (len == 0 || len >= sizeof(digits))
+        return -1;
+    unsigned shift = 0;
+    switch (s[len - 1]) {
+    case 'k':
+    case 'K':
+        shift = 10;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        break;
+    }
+    memcpy(digits, s, len + 1);
+    if (shift)
+        digits[len - 1] = '\0';
+    unsigned long long v;
+    if (parse_uint(digits, &v) < 0 || v > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+/* "300", "300s", "5m", "1h" into seconds. */
+static int parse_seconds(const char *s, unsigned long long *out)
+{
+    char digits[32];
+    size_t len = strlen(s);
+    if (len == 0 || len >= sizeof(digits))
+        return -1;
+    unsigned long long mul = 1;
+    memcpy(digits, s, len + 1);
+    switch (s[len - 1]) {
+    case 's':
+        mul = 1;
+        break;
+    case 'm':
+        mul = 60;
+        break;
+    case 'h':
+        mul = 3600;
+        break;
+    default:
+        len = 0;
+    }
+    if (len)
+        digits[len - 1] = '\0';
+    unsigned long long v;
+    if (parse_uint(digits, &v) < 0 || v > ULLONG_MAX / mul)
+        return -1;
+    *out = v * mul;
+    return 0;
+}
+
+bool conf_valid_domain(const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > 253)
+        return false;
+    size_t label = 0;
+    for (size_t i = 0; i <= len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '.' || ch == '\0') {
+            if (label == 0 || label > 63 || s[i - 1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || (ch == '-' && label > 0);
+        if (!ok)
+            return false;
+        label++;
+    }
+    return true;
+}
+
+bool conf_valid_local(const char *s)
+{
+    static const char specials[] = "!#$%&'*+-/=?^_`{|}~";
+    size_t len = strlen(s);
+    if (len == 0 || len > 64 || s[0] == '.' || s[len - 1] == '.')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '.') {
+            if (s[i + 1] == '.')
+                return false;
+            continue;
+        }
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              (ch && strchr(specials, ch))))
+            return false;
+    }
+    return true;
+}
+
+static void lowercase(char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s + ('a' - 'A'));
+}
+
+/* Calls fn on each item of a comma- and/or space-separated list; counts the items. */
+static int list_each(struct loader *l, const char *value,
+                     void (*fn)(struct loader *l, char *item, void *arg), void *arg)
+{
+    char buf[4096];
+    snprintf(buf, sizeof(buf), "%s", value);
+    int n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+        fn(l, tok, arg);
+        n++;
+    }
+    return n;
+}
+
+static void domain_item(struct loader *l, char *d, void *arg)
+{
+    lowercase(d);
+    if (!conf_valid_domain(d)) {
+        lerr(l,
+             "'%s' is not a valid domain name; use letters, digits, '-' and dots, like "
+             "example.org",
+             d);
+        return;
+    }
+    for (size_t i = 0; i < l->ndomains; i++)
+        if (strcmp(l->domains[i], d) == 0) {
+            lerr(l, "domain %s is listed twice; remove one", d);
+            return;
+        }
+    if (l->ndomains >= MAX_DOMAINS) {
+        lerr(l, "more than %d domains; this server takes at most that many", MAX_DOMAINS);
+        return;
+    }
+    l->domains[l->ndomains] = strdup(d);
+    if (l->domains[l->ndomains])
+        l->ndomains++;
+}
+
+/* "127.0.0.1:25" or "[::1]:25" into a listener. */
+static int parse_hostport(const char *v, struct conf_listener *out, int *family,
+                          unsigned char *addr, const char **why)
+{
+    char host[INET6_ADDRSTRLEN + 8];
+    const char *port;
+    if (v[0] == '[') {
+        const char *end = strchr(v, ']');
+        if (!end || end[1] != ':' || (size_t)(end - v - 1) >= sizeof(host)) {
+            *why = "write an IPv6 listener as [::1]:2525";
+            return -1;
+        }
+        memcpy(host, v + 1, (size_t)(end - v - 1));
+        host[end - v - 1] = '\0';
+        port = end + 2;
+        *family = AF_INET6;
+    } else {
+        const char *colon = strrchr(v, ':');
+        if (!colon || (size_t)(colon - v) >= sizeof(host)) {
+            *why = "write it as address:port, like 127.0.0.1:2525 or [::1]:2525";
+            return -1;
+        }
+        if (memchr(v, ':', (size_t)(colon - v))) {
+            *why = "put an IPv6 address in brackets, like [::1]:2525";
+            return -1;
+        }
+        memcpy(host, v, (size_t)(colon - v));
+        host[colon - v] = '\0';
+        port = colon + 1;
+        *family = AF_INET;
+    }
+    if (inet_pton(*family, host, addr) != 1) {
+        *why = *family == AF_INET ? "the address must be numeric, like 127.0.0.1 or 0.0.0.0"
+                                  : "the address must be numeric, like [::1] or [::]";
+        return -1;
+    }
+    unsigned long long p;
+    if (parse_uint(port, &p) < 0 || p < 1 || p > 65535) {
+        *why = "the port must be a number from 1 to 65535";
+        return -1;
+    }
+    inet_ntop(*family, addr, out->host, sizeof(out->host));
+    out->port = (int)p;
+    return 0;
+}
+
+static bool is_wildcard(const char *host)
+{
+    return strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0;
+}
+
+static void set_listen(struct loader *l, const struct key *k, const char *v)
+{
+    struct conf *c = l->c;
+    struct conf_listener li = {.kind = (enum conf_listener_kind)k->kind};
+    unsigned char addr[16];
+    int family;
+    const char *why = NULL;
+    if (parse_hostport(v, &li, &family, addr, &why) < 0) {
+        lerr(l, "%s = %s: not a listening address; %s", k->name, v, why);
+        return;
+    }
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        const struct conf_listener *o = &c->listeners[i];
+        bool same_family = (strchr(o->host, ':') != NULL) == (family == AF_INET6);
+        if (o->port == li.port && same_family &&
+            (strcmp(o->host, li.host) == 0 || is_wildcard(o->host) || is_wildcard(li.host))) {
+            lerr(l, "%s = %s: %s:%d is already used by another listener; give each its own port",
+                 k->name, v, li.host, li.port);
+            return;
+        }
+    }
+    if (c->nlisteners >= CONF_MAX_LISTENERS) {
+        lerr(l, "more than %d listeners; remove some", CONF_MAX_LISTENERS);
+        return;
+    }
+    c->listeners[c->nlisteners++] = li;
+}
+
+static int parse_cidr(const char *s, struct conf_cidr *out)
+{
+    char buf[INET6_ADDRSTRLEN + 8];
+    if (strlen(s) >= sizeof(buf))
+        return -1;
+    strcpy(buf, s);
+    char *slash = strchr(buf, '/');
+    if (slash)
+        *slash = '\0';
+    out->family = strchr(buf, ':') ? AF_INET6 : AF_INET;
+    memset(out->addr, 0, sizeof(out->addr));
+    if (inet_pton(out->family, buf, out->addr) != 1)
+        return -1;
+    int max = out->family == AF_INET ? 32 : 128;
+    unsigned long long p = (unsigned long long)max;
+    if (slash && (parse_uint(slash + 1, &p) < 0 || p > (unsigned long long)max))
+        return -1;
+    out->prefix = (int)p;
+    /* Clear host bits so "192.0.2.1/24" means the block it names. */
+    for (int bit = out->prefix; bit < max; bit++)
+        out->addr[bit / 8] &= (unsigned char)~(0x80u >> (bit % 8));
+    return 0;
+}
+
+static void deny_item(struct loader *l, char *item, void *arg)
+{
+    struct conf *c = l->c;
+    struct conf_cidr cidr;
+    if (parse_cidr(item, &cidr) < 0) {
+        lerr(l, "deny: '%s' is not an address or CIDR block; write 192.0.2.0/24 or 2001:db8::/32",
+             item);
+        return;
+    }
+    if (c->ndeny >= CONF_MAX_DENY) {
+        lerr(l, "deny: more than %d entries; merge them into wider blocks", CONF_MAX_DENY);
+        return;
+    }
+    c->deny[c->ndeny++] = cidr;
+}
+
+static void set_path(struct loader *l, const struct key *k, const char *v, char *dst)
+{
+    if (!*v)
+        lerr(l, "%s is empty; give a path or remove the line to use the default", k->name);
+    else if (strlen(v) >= PATH_MAX)
+        lerr(l, "%s is longer than %d characters; use a shorter path", k->name, PATH_MAX - 1);
+    else
+        strcpy(dst, v);
+}
+
+static void set_value(struct loader *l, const struct key *k, const char *v)
+{
+    struct conf *c = l->c;
+    char *field = (char *)c + k->off;
+    unsigned long long n;
+    uint64_t size;
+    switch (k->type) {
+    case K_HOSTNAME:
+        if (!conf_valid_domain(v)) {
+            lerr(l,
+                 "hostname '%s' is not a valid domain name; write this server's name, like "
+                 "mail.example.org",
+                 v);
+            return;
+        }
+        snprintf(c->hostname, sizeof(c->hostname), "%s", v);
+        lowercase(c->hostname);
+        return;
+    case K_DATA_DIR:
+        set_path(l, k, v, l->data_dir);
+        return;
+    case K_USERS:
+        set_path(l, k, v, l->users);
+        return;
+    case K_ALIASES:
+        set_path(l, k, v, l->aliases);
+        return;
+    case K_USER: {
+        size_t len = strlen(v);
+        bool ok = len > 0 && len < 32 && !(v[0] >= '0' && v[0] <= '9') && v[0] != '-';
+        for (size_t i = 0; ok && i < len; i++)
+            ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') ||
+                 (v[i] >= '0' && v[i] <= '9') || v[i] == '_' || v[i] == '-' || v[i] == '.';
+        if (!ok) {
+            lerr(l,
+                 "user '%s' is not a Unix user name; write one like tern (letters, digits, "
+                 "'_', '-', '.')",
+                 v);
+            return;
+        }
+        snprintf(c->user, sizeof(c->user), "%s", v);
+        return;
+    }
+    case K_DOMAINS:
+        if (list_each(l, v, domain_item, NULL) == 0)
+            lerr(l, "domains is empty; list the mail domains, the primary first, like "
+                    "domains = example.org, example.net");
+        return;
+    case K_LISTEN:
+        set_listen(l, k, v);
+        return;
+    case K_DENY:
+        if (list_each(l, v, deny_item, NULL) == 0)
+            lerr(l, "deny is empty; list addresses or CIDR blocks, or remove the line");
+        return;
+    case K_DISCLOSE: {
+        enum conf_disclose d;
+        if (strcasecmp(v, "none") == 0)
+            d = DISCLOSE_NONE;
+        else if (strcasecmp(v, "authenticated") == 0)
+            d = DISCLOSE_AUTHENTICATED;
+        else if (strcasecmp(v, "all") == 0)
+            d = DISCLOSE_ALL;
+        else {
+            lerr(l, "%s = %s: not a choice; write none, authenticated or all", k->name, v);
+            return;
+        }
+        memcpy(field, &d, sizeof(d));
+        return;
+    }
+    case K_WORKERS:
+    case K_COUNT:
+    case K_SECONDS:
+        if ((k->type == K_SECONDS ? parse_seconds(v, &n) : parse_uint(v, &n)) < 0 ||
+            n < (unsigned long long)k->min || n > (unsigned long long)k->max) {
+            lerr(l, "%s = %s: not a number from %lld to %lld%s; fix the value", k->name, v, k->min,
+                 k->max, k->type == K_SECONDS ? " seconds (suffixes s, m, h allowed)" : "");
+            return;
+        }
+        if (k->type == K_COUNT) {
+            size_t z = (size_t)n;
+            memcpy(field, &z, sizeof(z));
+        } else {
+            int i = (int)n;
+            memcpy(field, &i, sizeof(i));
+        }
+        return;
+    case K_SIZE:
+        if (conf_parse_size(v, &size) < 0) {
+            lerr(l,
+                 "%s = %s: not a size; write a number of bytes with an optional K, M or G "
+                 "suffix, like 25M",
+                 k->name, v);
+            return;
+        }
+        if (size < (uint64_t)k->min) {
+            lerr(l, "%s = %s: less than the minimum of 1K; raise it", k->name, v);
+            return;
+        }
+        memcpy(field, &size, sizeof(size));
+        return;
+    }
+}
+
+static int conf_handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct loader *l = user;
+    enum section sec = section_find(section);
+    if (!*section) {
+        lerr(l, "%s is outside any section; put it under its section, like [server]", name);
+        return 1;
+    }
+    if (sec == SEC_NONE)
+        return 1; /* the reader already reported the unknown section */
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key *k = &keys[i];
+        if (k->sec != sec || strcasecmp(k->name, name) != 0)
+            continue;
+        if (l->key_line[i] && !k->repeat) {
+            lerr(l, "%s is already set on line %d; keep only one", k->name, l->key_line[i]);
+            return 1;
+        }
+        l->key_line[i] = l->line;
+        set_value(l, k, value);
+        return 1;
+    }
+    char valid[512] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < NKEYS; i++)
+        if (keys[i].sec == sec && len < sizeof(valid))
+            len += (size_t)snprintf(valid + len, sizeof(valid) - len, "%s%s", len ? ", " : "",
+                                    keys[i].name);
+    lerr(l, "unknown key '%s' in [%s]; valid keys there are %s", name, section_names[sec], valid);
+    return 1;
+}
+
+static int key_line(const struct loader *l, const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].name, name) == 0)
+            return l->key_line[i];
+    return 0;
+}
+
+/* Where to point at a server key: its line, else [server], else the end. */
+static int server_line(const struct loader *l, const char *name)
+{
+    int line = key_line(l, name);
+    return line ? line : where(l, SEC_SERVER);
+}
+
+/* dir/rel, or rel when it is absolute; -1 when too long. */
+static int path_join(char *out, size_t n, const char *dir, const char *rel)
+{
+    int r = rel[0] == '/' ? snprintf(out, n, "%s", rel) : snprintf(out, n, "%s/%s", dir, rel);
+    return r < 0 || (size_t)r >= n ? -1 : 0;
+}
+
+/* The folder the config file was named in, absolute and canonical. A symlinked file is not
+ * followed: relative paths go from where the admin put the link. */
+static int conf_dir(const char *file, char *out)
+{
+    char tmp[PATH_MAX];
+    if (strlen(file) >= sizeof(tmp))
+        return -1;
+    strcpy(tmp, file);
+    char *slash = strrchr(tmp, '/');
+    if (!slash)
+        strcpy(tmp, ".");
+    else if (slash == tmp)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    return realpath(tmp, out) ? 0 : -1;
+}
+
+/* Defaults, paths, required keys, then the users and aliases files. */
+static void conf_finish(struct loader *l)
+{
+    struct conf *c = l->c;
+    if (!c->hostname[0] && !key_line(l, "hostname")) {
+        char h[256] = "";
+        if (gethostname(h, sizeof(h) - 1) < 0 || !conf_valid_domain(h))
+            conf_error(l->e, l->file, where(l, SEC_SERVER),
+                       "this machine's name '%s' is not a valid domain name, and hostname is not "
+                       "set; add hostname = mail.example.org under [server]",
+                       h);
+        snprintf(c->hostname, sizeof(c->hostname), "%s", h);
+        lowercase(c->hostname);
+    }
+    if (l->ndomains == 0 && !key_line(l, "domains"))
+        conf_error(l->e, l->file, where(l, SEC_SERVER),
+                   "no domains; add domains = example.org (the primary first) under [server]");
+    if (c->nlisteners == 0)
+        conf_error(l->e, l->file, where(l, SEC_LISTEN),
+                   "no listener; add smtp = 127.0.0.1:2525 (or 0.0.0.0:25) under [listen]");
+
+    char dir[PATH_MAX];
+    bool dirs_ok = false;
+    if (conf_dir(l->file, dir) < 0) {
+        conf_error(l->e, l->file, 0,
+                   "cannot tell which folder this file is in; give its full path");
+    } else {
+        /* Absolute, so a reload finds the same file whatever the daemon's working folder. */
+        const char *base = strrchr(l->file, '/');
+        base = base ? base + 1 : l->file;
+        if (snprintf(c->path, sizeof(c->path), "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", base) >=
+            (int)sizeof(c->path))
+            snprintf(c->path, sizeof(c->path), "%s", l->file);
+        char joined[PATH_MAX];
+        struct stat st;
+        int line = server_line(l, "data_dir");
+        if (path_join(joined, sizeof(joined), dir, l->data_dir) < 0)
+            conf_error(l->e, l->file, line, "data_dir is too long; use a shorter path");
+        else if (stat(joined, &st) < 0)
+            conf_error(l->e, l->file, line,
+                       "data_dir %s: %s; create it (tern init DIR) or fix data_dir", joined,
+                       strerror(errno));
+        else if (!S_ISDIR(st.st_mode))
+            conf_error(l->e, l->file, line, "data_dir %s is not a folder; point data_dir at one",
+                       joined);
+        else if (!realpath(joined, c->data_dir))
+            conf_error(l->e, l->file, line, "data_dir %s: %s; fix data_dir", joined,
+                       strerror(errno));
+        else
+            dirs_ok = true;
+    }
+    if (dirs_ok && path_join(c->users_file, sizeof(c->users_file), c->data_dir, l->users) < 0) {
+        conf_error(l->e, l->file, server_line(l, "users"), "users path is too long; shorten it");
+        dirs_ok = false;
+    }
+    if (dirs_ok &&
+        path_join(c->aliases_file, sizeof(c->aliases_file), c->data_dir, l->aliases) < 0) {
+        conf_error(l->e, l->file, server_line(l, "aliases"),
+                   "aliases path is too long; shorten it");
+        dirs_ok = false;
+    }
+    /* Without domains or files every user line would be an error too: stop here. */
+    if (!dirs_ok || l->ndomains == 0)
+        return;
+
+    c->tables = tables_new();
+    if (!c->tables) {
+        conf_error(l->e, l->file, 0, "out of memory; free some memory and try again");
+        return;
+    }
+    char why[512];
+    for (size_t i = 0; i < l->ndomains; i++)
+        if (tables_add_domain(c->tables, l->domains[i], why, sizeof(why)) < 0)
+            conf_error(l->e, l->file, server_line(l, "domains"), "%s", why);
+
+    struct stat st;
+    const char *what[2] = {"users", "aliases"};
+    const char *path[2] = {c->users_file, c->aliases_file};
+    bool present[2];
+    for (int i = 0; i < 2; i++) {
+        present[i] = stat(path[i], &st) == 0;
+        if (!present[i])
+            conf_error(l->e, l->file, server_line(l, what[i]),
+                       "%s file %s: %s; create it (`tern init %s` writes a first one) or set "
+                       "%s = to the right path",
+                       what[i], path[i], strerror(errno), c->data_dir, what[i]);
+    }
+    int before = l->e->n;
+    if (present[0])
+        conf_load_users(c->tables, c->users_file, l->e);
+    int nlines = 0;
+    if (present[1])
+        conf_load_aliases(c->tables, c->aliases_file, l->e, &nlines);
+    if (l->e->n > before || !present[0] || !present[1])
+        return; /* the alias checks would only repeat those errors */
+
+    size_t cap = 65536;
+    char *fin = malloc(cap);
+    if (!fin) {
+        conf_error(l->e, l->file, 0, "out of memory; free some memory and try again");
+        return;
+    }
+    if (tables_finish(c->tables, fin, cap) < 0) {
+        /* Reasons about one alias already start "ALIASES:LINE: "; the rest are about something
+         * missing, so they point at the end of the aliases file, where it would be added. */
+        size_t plen = strlen(c->aliases_file);
+        for (char *s = fin, *nl; *s; s = nl + 1) {
+            nl = strchr(s, '\n');
+            if (!nl)
+                break; /* a reason cut short by the buffer */
+            *nl = '\0';
+            char *end = NULL;
+            long line = 0;
+            if (strncmp(s, c->aliases_file, plen) == 0 && s[plen] == ':')
+                line = strtol(s + plen + 1, &end, 10);
+            if (end && end[0] == ':' && end[1] == ' ' && line > 0 && line <= INT_MAX)
+                conf_error(l->e, c->aliases_file, (int)line, "%s", end + 2);
+            else
+                conf_error(l->e, c->aliases_file, nlines > 0 ? nlines : 1, "%s", s);
+        }
+        if (l->e->n == before)
+            conf_error(l->e, c->aliases_file, nlines > 0 ? nlines : 1,
+                       "the aliases do not check out, and the reasons did not fit; shorten the "
+                       "file and try again");
+    }
+    free(fin);
+}
+
+struct conf *conf_load(const char *file, char *err, size_t errlen)
+{
+    struct conf_errors e = {err, err ? errlen : 0, 0, 0, false};
+    if (e.cap)
+        err[0] = '\0';
+    struct loader *l = calloc(1, sizeof(*l));
+    struct conf *c = calloc(1, sizeof(*c));
+    if (!l || !c) {
+        free(l);
+        free(c);
+        conf_error(&e, file, 0, "out of memory; free some memory and try again");
+        return NULL;
+    }
+    *c = (struct conf){
+        .refs = 1,
+        .user = "tern",
+        .workers = 4,
+        .message_size = 25u << 20,
+        .recipients = 100,
+        .connections = 1000,
+        .connections_per_ip = 50,
+        .bad_commands = 20,
+        .junk_commands = 1000,
+        .command_timeout = 300,
+        .data_timeout = 600,
+        .shutdown_timeout = 30,
+        .min_free_space = 100u << 20,
+        .vrfy = DISCLOSE_AUTHENTICATED,
+        .expn = DISCLOSE_AUTHENTICATED,
+    };
+    snprintf(c->path, sizeof(c->path), "%s", file);
+    l->c = c;
+    l->e = &e;
+    l->file = file;
+    strcpy(l->data_dir, ".");
+    strcpy(l->users, "users");
+    strcpy(l->aliases, "aliases");
+
+    l->f = fopen(file, "r");
+    if (!l->f) {
+        conf_error(&e, file, 0, "cannot read: %s; check the path, or create one with tern init",
+                   strerror(errno));
+    } else {
+        int r = ini_parse_stream(conf_reader, l, conf_handler, l);
+        if (ferror(l->f))
+            conf_error(&e, file, l->line, "read error: %s; check the file", strerror(errno));
+        else if (r < 0)
+            conf_error(&e, file, 0, "out of memory parsing; free some memory and try again");
+        else if (r > 0 && e.n == 0)
+            conf_error(&e, file, r, "cannot parse this line; write key = value");
+        fclose(l->f);
+        conf_finish(l);
+    }
+    free(l->linebuf);
+    for (size_t i = 0; i < l->ndomains; i++)
+        free(l->domains[i]);
+    free(l);
+    if (e.n) {
+        conf_unref(c);
+        return NULL;
+    }
+    return c;
+}
+
+struct conf *conf_ref(struct conf *c)
+{
+    if (c)
+        __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+    return c;
+}
+
+void conf_unref(struct conf *c)
+{
+    if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    tables_free(c->tables);
+    free(c);
+}
+
+static bool cidr_match(const struct conf_cidr *d, const unsigned char *a)
+{
+    int full = d->prefix / 8, rest = d->prefix % 8;
+    if (memcmp(d->addr, a, (size_t)full) != 0)
+        return false;
+    if (rest == 0)
+        return true;
+    unsigned char mask = (unsigned char)(0xff00u >> rest);
+    return (d->addr[full] & mask) == (a[full] & mask);
+}
+
+bool conf_denied(const struct conf *c, int family, const void *addr)
+{
+    const unsigned char *a = addr;
+    const unsigned char *v4 = NULL;
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (family == AF_INET)
+        v4 = a;
+    else if (family == AF_INET6 && memcmp(a, mapped, sizeof(mapped)) == 0)
+        v4 = a + 12; /* an IPv4 client on a dual-stack socket */
+    else if (family != AF_INET6)
+        return false;
+    for (size_t i = 0; i < c->ndeny; i++) {
+        const struct conf_cidr *d = &c->deny[i];
+        if (d->family == AF_INET6 && family == AF_INET6 && cidr_match(d, a))
+            return true;
+        if (d->family == AF_INET && v4 && cidr_match(d, v4))
+            return true;
+    }
+    return false;
+}

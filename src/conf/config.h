@@ -1,0 +1,113 @@
+/* The daemon's configuration: tern.conf (INI, read with inih) parsed into one immutable struct,
+ * plus the users/aliases tables it names. Every error names file:line. A loaded config is
+ * reference-counted so SIGHUP can swap in a new one while sessions still hold the old. */
+#ifndef TERN_CONF_CONFIG_H
+#define TERN_CONF_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy/tables.h"
+
+#define CONF_MAX_LISTENERS 8
+#define CONF_MAX_DENY 256
+
+enum conf_listener_kind { LISTEN_SMTP, LISTEN_SUBMISSION, LISTEN_SMTPS };
+
+struct conf_listener {
+    enum conf_listener_kind kind;
+    char host[64]; /* numeric address: "127.0.0.1", "::1", "0.0.0.0" */
+    int port;
+};
+
+/* A CIDR block from `deny =`: clients in it get 554 at greeting. */
+struct conf_cidr {
+    int family; /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    int prefix;
+};
+
+/* Who may see real answers to VRFY / EXPN. */
+enum conf_disclose {
+    DISCLOSE_NONE,          /* never: VRFY 252, EXPN 502 */
+    DISCLOSE_AUTHENTICATED, /* only to authenticated clients; others VRFY 252 / EXPN 252 */
+    DISCLOSE_ALL,           /* to anyone */
+};
+
+struct conf {
+    int refs;
+    char path[PATH_MAX];       /* the file this came from, made absolute */
+    char hostname[256];        /* [server] hostname; default: gethostname() */
+    char data_dir[PATH_MAX];   /* [server] data_dir, made absolute (relative to the config file) */
+    char user[64];             /* [server] user: ternd drops to it when started as root */
+    char users_file[PATH_MAX]; /* [server] users, default DATA_DIR/users */
+    char aliases_file[PATH_MAX]; /* [server] aliases, default DATA_DIR/aliases */
+    int workers;                 /* [server] workers: worker threads for fsync etc. (default 4) */
+
+    struct conf_listener listeners[CONF_MAX_LISTENERS]; /* [listen] smtp/submission/smtps */
+    size_t nlisteners;
+
+    /* [limits] */
+    uint64_t message_size;     /* message_size (default 25M): SIZE advertised, 552 over it */
+    size_t recipients;         /* recipients (default 100): 452 past it */
+    size_t connections;        /* connections (default 1000): total, 421 past it */
+    size_t connections_per_ip; /* connections_per_ip (default 50): 421 past it */
+    size_t bad_commands;       /* bad_commands (default 20): 421 and close past it */
+    size_t junk_commands;      /* junk_commands (default 1000): NOOP/RSET/VRFY/HELP flood */
+    int command_timeout;       /* command_timeout seconds (default 300, RFC 5321 4.5.3.2.7) */
+    int data_timeout;          /* data_timeout seconds (default 600): between data chunks */
+    int shutdown_timeout;      /* shutdown_timeout seconds (default 30): drain on SIGTERM */
+    uint64_t min_free_space;   /* min_free_space (default 100M): 452 below it */
+
+    /* [policy] */
+    struct conf_cidr deny[CONF_MAX_DENY]; /* deny: clients refused with 554 */
+    size_t ndeny;
+    enum conf_disclose vrfy; /* vrfy = none|authenticated|all (default authenticated) */
+    enum conf_disclose expn; /* expn = none|authenticated|all (default authenticated) */
+
+    struct tables *tables; /* domains + users + aliases, owned */
+};
+
+/* Reads and validates FILE and the users/aliases files it names. On success returns a config
+ * with refs=1. On failure returns NULL and writes every error, one per line, each as
+ * "FILE:LINE: what is wrong; what to do", into err (truncated at errlen). */
+struct conf *conf_load(const char *file, char *err, size_t errlen);
+
+struct conf *conf_ref(struct conf *c);
+void conf_unref(struct conf *c);
+
+/* Does the address (AF_INET/AF_INET6 bytes) fall in the deny list? */
+bool conf_denied(const struct conf *c, int family, const void *addr);
+
+/* The configuration file to use when none is named: $TERN_CONF, else /etc/tern/tern.conf if it
+ * exists, else ./var/tern.conf (what `make run` creates). Defined in conf/path.c. */
+const char *conf_default_path(void);
+
+/* Parses "25M", "1048576", "4k", "1G" into bytes; -1 on error. */
+int conf_parse_size(const char *s, uint64_t *out);
+
+/* Syntax checks shared by the loader and `tern init`: an RFC 5321 domain name of LDH labels
+ * (no trailing dot, no address literal), and a dot-atom local part of at most 64 octets. */
+bool conf_valid_domain(const char *s);
+bool conf_valid_local(const char *s);
+
+/* Errors collected while loading, each "FILE:LINE: what is wrong; what to do\n", kept in a
+ * caller's buffer (cap 0: only counted). */
+struct conf_errors {
+    char *buf;
+    size_t cap, len;
+    int n;
+    bool truncated;
+};
+void conf_error(struct conf_errors *e, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Read the users file (passwd-file format) and the aliases file into t, whose domains are
+ * already added; each error goes to e with its file:line. Return the number of errors.
+ * conf_load_aliases sets *nlines to the file's line count (for errors about what is missing). */
+int conf_load_users(struct tables *t, const char *path, struct conf_errors *e);
+int conf_load_aliases(struct tables *t, const char *path, struct conf_errors *e, int *nlines);
+
+#endif

@@ -1,0 +1,272 @@
+/* The two address files tern.conf names: `users` (Dovecot passwd-file, so one file serves tern
+ * and Dovecot) and `aliases` (`name: member, member`). Reads them line by line into the policy
+ * tables, checking each line's syntax here so every error carries FILE:LINE; what the entries
+ * mean together (members that exist, no loops, postmaster) is tables_finish's job. */
+#include "conf/config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static bool is_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\f' || ch == '\v';
+}
+
+/* Strips the line end; returns the first non-blank character. */
+static char *line_trim(char *s, ssize_t n, bool *indented)
+{
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || is_space(s[n - 1])))
+        s[--n] = '\0';
+    *indented = is_space(*s);
+    while (is_space(*s))
+        s++;
+    return s;
+}
+
+/* Checks user@domain (or a bare local part when bare_ok); says why not in why. */
+static bool addr_check(const char *a, bool bare_ok, const char **why)
+{
+    char local[TABLES_ADDR_MAX + 1];
+    const char *at = strchr(a, '@');
+    if (strlen(a) > TABLES_ADDR_MAX) {
+        *why = "it is longer than 320 characters";
+        return false;
+    }
+    if (!at) {
+        *why = "it has no @domain";
+        if (!bare_ok)
+            return false;
+        *why = "the local part may hold letters, digits, dots (not first, last or doubled) "
+               "and !#$%&'*+-/=?^_`{|}~, at most 64";
+        return conf_valid_local(a);
+    }
+    if (strchr(at + 1, '@')) {
+        *why = "it has more than one @";
+        return false;
+    }
+    memcpy(local, a, (size_t)(at - a));
+    local[at - a] = '\0';
+    if (!conf_valid_local(local)) {
+        *why = "the local part may hold letters, digits, dots (not first, last or doubled) and "
+               "!#$%&'*+-/=?^_`{|}~, at most 64";
+        return false;
+    }
+    if (!conf_valid_domain(at + 1)) {
+        *why = "the domain is not a valid name like example.org";
+        return false;
+    }
+    return true;
+}
+
+/* One passwd-file line: user@domain:password:uid:gid:gecos:home:shell:extra fields. */
+static void users_line(struct tables *t, const char *path, int line, char *s, struct conf_errors *e)
+{
+    enum { F_USER, F_PASS, F_UID, F_GID, F_GECOS, F_HOME, F_SHELL, F_EXTRA, NF };
+    char *f[NF] = {0};
+    size_t nf = 0;
+    f[nf++] = s;
+    for (char *p = s; nf < NF && (p = strchr(p, ':')); p++) {
+        *p = '\0';
+        f[nf++] = p + 1;
+    }
+    if (nf < 2) {
+        conf_error(e, path, line,
+                   "'%s' has no password field; write user@domain:{CRYPT}hash (the hash may be "
+                   "empty: user@domain:)",
+                   s);
+        return;
+    }
+    struct tables_user u;
+    memset(&u, 0, sizeof(u));
+    const char *why;
+    if (!addr_check(f[F_USER], false, &why)) {
+        conf_error(e, path, line, "user '%s' is not an address: %s; write it as user@domain",
+                   f[F_USER], why);
+        return;
+    }
+    strcpy(u.addr, f[F_USER]);
+    const char *pw = f[F_PASS];
+    if (*pw) {
+        bool crypt = strncasecmp(pw, "{CRYPT}", 7) == 0 && pw[7];
+        for (const char *p = pw; crypt && *p; p++)
+            crypt = !is_space(*p);
+        if (!crypt) {
+            conf_error(e, path, line,
+                       "the password of %s is not a {CRYPT} hash; store only hashes: "
+                       "{CRYPT} followed by the output of `mkpasswd -m yescrypt`",
+                       u.addr);
+            return;
+        }
+        if (strlen(pw) >= sizeof(u.password)) {
+            conf_error(e, path, line,
+                       "the password hash of %s is longer than %zu characters; "
+                       "use yescrypt or sha512-crypt",
+                       u.addr, sizeof(u.password) - 1);
+            return;
+        }
+        strcpy(u.password, pw);
+    }
+    if (nf > F_GECOS) {
+        if (strlen(f[F_GECOS]) >= sizeof(u.name)) {
+            conf_error(e, path, line,
+                       "the full name of %s is longer than %zu characters; "
+                       "shorten it",
+                       u.addr, sizeof(u.name) - 1);
+            return;
+        }
+        strcpy(u.name, f[F_GECOS]);
+    }
+    if (nf > F_EXTRA) {
+        char *save = NULL;
+        for (char *tok = strtok_r(f[F_EXTRA], " \t", &save); tok;
+             tok = strtok_r(NULL, " \t", &save)) {
+            if (strncasecmp(tok, "moved=", 6) != 0)
+                continue; /* Dovecot's own extra fields: not ours to judge */
+            if (!addr_check(tok + 6, false, &why)) {
+                conf_error(e, path, line,
+                           "moved=%s for %s is not an address: %s; write moved=user@domain",
+                           tok + 6, u.addr, why);
+                return;
+            }
+            strcpy(u.moved, tok + 6);
+        }
+    }
+    char reason[512];
+    if (tables_add_user(t, &u, reason, sizeof(reason)) < 0)
+        conf_error(e, path, line, "%s", reason);
+}
+
+int conf_load_users(struct tables *t, const char *path, struct conf_errors *e)
+{
+    int before = e->n;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        conf_error(e, path, 0,
+                   "cannot read the users file: %s; check it exists and that this "
+                   "user may read it",
+                   strerror(errno));
+        return e->n - before;
+    }
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int line = 0;
+    while ((n = getline(&buf, &cap, f)) >= 0) {
+        line++;
+        bool indented;
+        char *s = line_trim(buf, n, &indented);
+        if (*s && *s != '#')
+            users_line(t, path, line, s, e);
+    }
+    if (ferror(f))
+        conf_error(e, path, line + 1, "read error: %s; check the file", strerror(errno));
+    free(buf);
+    fclose(f);
+    return e->n - before;
+}
+
+/* One aliases line: name: member, member ... */
+static void aliases_line(struct tables *t, const char *path, int line, char *s, bool indented,
+                         struct conf_errors *e)
+{
+    for (char *p = s + 1; *p; p++) /* a comment after the members */
+        if (*p == '#' && is_space(p[-1])) {
+            *p = '\0';
+            break;
+        }
+    char *colon = strchr(s, ':');
+    if (!colon) {
+        conf_error(e, path, line, "'%s' is not an alias; write name: member, member%s", s,
+                   indented ? " (all on one line: continuation lines are not supported)" : "");
+        return;
+    }
+    *colon = '\0';
+    char *name = s;
+    for (char *end = colon; end > name && is_space(end[-1]);)
+        *--end = '\0';
+    const char *why;
+    if (!addr_check(name, true, &why)) {
+        conf_error(e, path, line, "alias name '%s' is not valid: %s; write local or local@domain",
+                   name, why);
+        return;
+    }
+    const char **members = NULL;
+    size_t nmembers = 0, cap = 0;
+    bool bad = false;
+    char *save = NULL;
+    for (char *tok = strtok_r(colon + 1, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+        if (tok[0] == '|' || tok[0] == '/' || tok[0] == ':' || tok[0] == '"') {
+            conf_error(e, path, line,
+                       "alias %s: member '%s': pipes, files, :include: and quoted names are not "
+                       "supported; list local users",
+                       name, tok);
+            bad = true;
+            continue;
+        }
+        if (!addr_check(tok, true, &why)) {
+            conf_error(e, path, line,
+                       "alias %s: member '%s' is not valid: %s; write user or "
+                       "user@domain",
+                       name, tok, why);
+            bad = true;
+            continue;
+        }
+        if (nmembers == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            const char **nm = realloc(members, ncap * sizeof(*nm));
+            if (!nm) {
+                conf_error(e, path, line, "out of memory; free some memory and try again");
+                free(members);
+                return;
+            }
+            members = nm;
+            cap = ncap;
+        }
+        members[nmembers++] = tok;
+    }
+    if (!bad && nmembers == 0)
+        conf_error(e, path, line, "alias %s has no members; list at least one user after the ':'",
+                   name);
+    if (!bad && nmembers > 0) {
+        char origin[PATH_MAX + 16];
+        char reason[1024];
+        snprintf(origin, sizeof(origin), "%s:%d", path, line);
+        if (tables_add_alias_at(t, origin, name, members, nmembers, reason, sizeof(reason)) < 0)
+            conf_error(e, path, line, "%s", reason);
+    }
+    free(members);
+}
+
+int conf_load_aliases(struct tables *t, const char *path, struct conf_errors *e, int *nlines)
+{
+    int before = e->n;
+    *nlines = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        conf_error(e, path, 0,
+                   "cannot read the aliases file: %s; check it exists and that this "
+                   "user may read it",
+                   strerror(errno));
+        return e->n - before;
+    }
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int line = 0;
+    while ((n = getline(&buf, &cap, f)) >= 0) {
+        line++;
+        bool indented;
+        char *s = line_trim(buf, n, &indented);
+        if (*s && *s != '#')
+            aliases_line(t, path, line, s, indented, e);
+    }
+    if (ferror(f))
+        conf_error(e, path, line + 1, "read error: %s; check the file", strerror(errno));
+    *nlines = line;
+    free(buf);
+    fclose(f);
+    return e->n - before;
+}

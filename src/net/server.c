@@ -1,0 +1,153 @@
+/* The server: hands accepted sockets to conn.c, and owns the process-wide events: SIGTERM and
+ * SIGINT (drain: stop accepting, let messages in flight finish within shutdown_timeout, then
+ * exit), SIGHUP (reload the configuration, users and aliases without dropping a connection). */
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "net/server.h"
+#include "util/log.h"
+#include "work/pool.h"
+
+struct listener_ctx {
+    struct server *srv;
+    enum conf_listener_kind kind;
+};
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+                      void *arg)
+{
+    struct listener_ctx *lc = arg;
+    (void)l;
+    if (lc->srv->draining) {
+        evutil_closesocket(fd);
+        return;
+    }
+    evutil_make_socket_nonblocking(fd);
+    conn_accept(lc->srv, fd, sa, (socklen_t)len, lc->kind);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    (void)arg;
+    (void)l;
+    /* EMFILE and friends: the connection stays in the backlog and is tried again */
+    log_warn("accept failed: %s (raise the open-files limit or lower [limits] connections)",
+             evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *srv = arg;
+    (void)fd;
+    (void)what;
+    log_warn("shutdown_timeout reached: closing %zu connections still busy", srv->nconns);
+    conn_drain_all(srv, true);
+    struct timeval tv = {5, 0}; /* long enough for the 421s and any fsync in flight */
+    event_base_loopexit(srv->base, &tv);
+}
+
+static void term_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct server *srv = arg;
+    (void)what;
+    if (srv->draining)
+        return;
+    log_info("signal %d: draining %zu connections (at most %d s)", (int)sig, srv->nconns,
+             srv->conf->shutdown_timeout);
+    srv->draining = true;
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        evconnlistener_free(srv->listeners[i]);
+        srv->listeners[i] = NULL;
+    }
+    conn_drain_all(srv, false);
+    if (srv->nconns == 0) {
+        event_base_loopexit(srv->base, NULL);
+        return;
+    }
+    struct timeval tv = {srv->conf->shutdown_timeout, 0};
+    srv->drain_timer = evtimer_new(srv->base, drain_timeout_cb, srv);
+    evtimer_add(srv->drain_timer, &tv);
+}
+
+static void hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct server *srv = arg;
+    (void)sig;
+    (void)what;
+    char err[8192];
+    struct conf *c = conf_load(srv->conf->path, err, sizeof err);
+    if (!c) {
+        log_err("reload of %s failed; keeping the running configuration:\n%s", srv->conf->path,
+                err);
+        return;
+    }
+    bool same =
+        c->nlisteners == srv->conf->nlisteners &&
+        memcmp(c->listeners, srv->conf->listeners, c->nlisteners * sizeof c->listeners[0]) == 0;
+    if (!same)
+        log_warn("reload: [listen] changes take effect only after a restart");
+    conf_unref(srv->conf);
+    srv->conf = c; /* new connections see it; open ones keep the configuration they began with */
+    log_info("reloaded %s: %zu users", c->path, tables_nusers(c->tables));
+}
+
+int server_run(struct conf *c, const int *fds, char *err, size_t errlen)
+{
+    static struct server srv;
+    static struct listener_ctx lctx[CONF_MAX_LISTENERS];
+    memset(&srv, 0, sizeof srv);
+    signal(SIGPIPE, SIG_IGN);
+    if (evthread_use_pthreads() != 0 || !(srv.base = event_base_new())) {
+        snprintf(err, errlen, "cannot initialise libevent");
+        return -1;
+    }
+    srv.conf = c;
+    srv.pool = pool_new(srv.base, c->workers);
+    if (!srv.pool) {
+        snprintf(err, errlen, "cannot start %d worker threads", c->workers);
+        return -1;
+    }
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        lctx[i] = (struct listener_ctx){&srv, c->listeners[i].kind};
+        srv.listeners[i] =
+            evconnlistener_new(srv.base, accept_cb, &lctx[i],
+                               LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fds[i]);
+        if (!srv.listeners[i]) {
+            snprintf(err, errlen, "cannot watch listening socket %zu", i);
+            return -1;
+        }
+        evconnlistener_set_error_cb(srv.listeners[i], accept_error_cb);
+        log_info("listening on %s port %d (%s)", c->listeners[i].host, c->listeners[i].port,
+                 c->listeners[i].kind == LISTEN_SUBMISSION ? "submission"
+                 : c->listeners[i].kind == LISTEN_SMTPS    ? "smtps"
+                                                           : "smtp");
+    }
+    srv.nlisteners = c->nlisteners;
+    srv.sig_term = evsignal_new(srv.base, SIGTERM, term_cb, &srv);
+    srv.sig_int = evsignal_new(srv.base, SIGINT, term_cb, &srv);
+    srv.sig_hup = evsignal_new(srv.base, SIGHUP, hup_cb, &srv);
+    evsignal_add(srv.sig_term, NULL);
+    evsignal_add(srv.sig_int, NULL);
+    evsignal_add(srv.sig_hup, NULL);
+
+    event_base_dispatch(srv.base);
+
+    log_info("stopping: %zu connections left", srv.nconns);
+    pool_free(srv.pool); /* finishes the fsyncs in flight and answers their sessions */
+    conn_free_all(&srv);
+    for (size_t i = 0; i < srv.nlisteners; i++)
+        if (srv.listeners[i])
+            evconnlistener_free(srv.listeners[i]);
+    event_free(srv.sig_term);
+    event_free(srv.sig_int);
+    event_free(srv.sig_hup);
+    if (srv.drain_timer)
+        event_free(srv.drain_timer);
+    conf_unref(srv.conf);
+    event_base_free(srv.base);
+    return 0;
+}

@@ -1,0 +1,47 @@
+/* The daemon's running state and its three parts: listening sockets (listen.c, bound before
+ * privileges are dropped), connections (conn.c: bytes between a socket and a protocol core, the
+ * store requests, timeouts and limits), and the server (server.c: accept, signals, reload,
+ * drain). Everything here runs on the one event-loop thread. */
+#ifndef TERN_NET_SERVER_H
+#define TERN_NET_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "conf/config.h"
+
+struct event_base;
+struct event;
+struct evconnlistener;
+struct pool;
+struct conn;
+
+struct server {
+    struct event_base *base;
+    struct conf *conf; /* the current configuration; connections hold their own reference */
+    struct pool *pool;
+    struct evconnlistener *listeners[CONF_MAX_LISTENERS];
+    enum conf_listener_kind kinds[CONF_MAX_LISTENERS];
+    size_t nlisteners;
+    struct conn *conns; /* all open connections, a doubly-linked list */
+    size_t nconns;
+    bool draining;
+    struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
+};
+
+/* listen.c: binds every listener of c. fds[i] matches c->listeners[i]. 0, or -1 with a reason
+ * (already formatted for the administrator) in err. */
+int listen_open(const struct conf *c, int *fds, char *err, size_t errlen);
+
+/* conn.c */
+void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, socklen_t salen,
+                 enum conf_listener_kind kind);
+/* SIGTERM: idle connections get 421 now, busy ones when their message is done. */
+void conn_drain_all(struct server *srv, bool force);
+void conn_free_all(struct server *srv);
+
+/* server.c */
+int server_run(struct conf *c, const int *fds, char *err, size_t errlen);
+
+#endif

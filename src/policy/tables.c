@@ -1,0 +1,803 @@
+/* The in-memory address tables: local domains, users and aliases held in open-addressing hash
+ * maps keyed by lowercased address, so every lookup the SMTP core makes is O(1) however many
+ * users there are. Built once by conf/, checked by tables_finish, then read-only: lookups keep
+ * all their state on the caller's stack, so any number of threads may share one table. */
+#include "policy/tables.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* A string-keyed hash map of indices. Keys point into strings the tables own. */
+struct map_entry {
+    const char *key; /* NULL: empty slot */
+    uint32_t hash;
+    uint32_t val;
+};
+
+struct map {
+    struct map_entry *e;
+    size_t cap; /* a power of two, or 0 */
+    size_t n;
+};
+
+struct alias {
+    char *name;      /* lowercased "local@domain", or "local" when bare */
+    char *origin;    /* where it came from, for tables_finish's reasons; may be NULL */
+    char **members;  /* normalised lowercased "local@domain" */
+    size_t nmembers; /* >= 1 */
+};
+
+struct tables {
+    char **domains;
+    size_t ndomains, domcap;
+    struct map domain_map;
+
+    struct tables_user **users; /* one allocation each, so pointers handed out stay valid */
+    size_t nusers, usercap;
+    struct map user_map;
+
+    struct alias **aliases;
+    size_t naliases, aliascap;
+    struct map alias_map; /* full and bare names share it: only full names contain '@' */
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* FNV-1a: short keys, no adversary choosing them (the admin writes the files). */
+static uint32_t hash_str(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 16777619u;
+    }
+    return h;
+}
+
+static const struct map_entry *map_get(const struct map *m, const char *key)
+{
+    if (m->cap == 0)
+        return NULL;
+    uint32_t h = hash_str(key);
+    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        const struct map_entry *e = &m->e[i];
+        if (!e->key)
+            return NULL;
+        if (e->hash == h && strcmp(e->key, key) == 0)
+            return e;
+    }
+}
+
+static void map_insert(struct map_entry *tab, size_t cap, const char *key, uint32_t h, uint32_t v)
+{
+    size_t i = h & (cap - 1);
+    while (tab[i].key)
+        i = (i + 1) & (cap - 1);
+    tab[i] = (struct map_entry){key, h, v};
+}
+
+/* Adds a key known to be absent. -1 on allocation failure. */
+static int map_put(struct map *m, const char *key, uint32_t val)
+{
+    if ((m->n + 1) * 10 >= m->cap * 7) { /* keep the load under 0.7 */
+        size_t ncap = m->cap ? m->cap * 2 : 64;
+        struct map_entry *ne = calloc(ncap, sizeof(*ne));
+        if (!ne)
+            return -1;
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->e[i].key)
+                map_insert(ne, ncap, m->e[i].key, m->e[i].hash, m->e[i].val);
+        free(m->e);
+        m->e = ne;
+        m->cap = ncap;
+    }
+    map_insert(m->e, m->cap, key, hash_str(key), val);
+    m->n++;
+    return 0;
+}
+
+/* Returns arr with room for element n (one of size elem), updating cap; NULL when out of memory,
+ * arr then left as it was. */
+static void *grow(void *arr, size_t elem, size_t n, size_t *cap)
+{
+    if (n < *cap)
+        return arr;
+    size_t ncap = *cap ? *cap * 2 : 16;
+    void *na = realloc(arr, ncap * elem);
+    if (na)
+        *cap = ncap;
+    return na;
+}
+
+/* Lowercased copy; -1 when it does not fit in n bytes. */
+static int lower_copy(char *dst, size_t n, const char *src)
+{
+    size_t len = strlen(src);
+    if (len >= n)
+        return -1;
+    for (size_t i = 0; i <= len; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        dst[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + ('a' - 'A') : ch);
+    }
+    return 0;
+}
+
+struct tables *tables_new(void)
+{
+    return calloc(1, sizeof(struct tables));
+}
+
+static void alias_free(struct alias *a)
+{
+    if (!a)
+        return;
+    for (size_t i = 0; i < a->nmembers; i++)
+        free(a->members[i]);
+    free(a->members);
+    free(a->name);
+    free(a->origin);
+    free(a);
+}
+
+void tables_free(struct tables *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->ndomains; i++)
+        free(t->domains[i]);
+    free(t->domains);
+    for (size_t i = 0; i < t->nusers; i++)
+        free(t->users[i]);
+    free(t->users);
+    for (size_t i = 0; i < t->naliases; i++)
+        alias_free(t->aliases[i]);
+    free(t->aliases);
+    free(t->domain_map.e);
+    free(t->user_map.e);
+    free(t->alias_map.e);
+    free(t);
+}
+
+int tables_add_domain(struct tables *t, const char *domain, char *err, size_t errlen)
+{
+    char d[TABLES_ADDR_MAX + 1];
+    if (!domain || !*domain || strchr(domain, '@') || lower_copy(d, 256, domain) < 0) {
+        set_err(err, errlen, "'%s' is not a domain name; write a name such as example.org",
+                domain ? domain : "");
+        return -1;
+    }
+    if (map_get(&t->domain_map, d)) {
+        set_err(err, errlen, "domain %s is listed twice; remove one", d);
+        return -1;
+    }
+    char *copy = strdup(d);
+    char **nd = grow(t->domains, sizeof(*t->domains), t->ndomains, &t->domcap);
+    if (nd)
+        t->domains = nd;
+    if (!copy || !nd || map_put(&t->domain_map, copy, (uint32_t)t->ndomains) < 0) {
+        free(copy);
+        set_err(err, errlen, "out of memory adding domain %s; free some memory", d);
+        return -1;
+    }
+    t->domains[t->ndomains++] = copy;
+    return 0;
+}
+
+bool tables_is_local_domain(const struct tables *t, const char *domain)
+{
+    char d[256];
+    if (!domain || lower_copy(d, sizeof(d), domain) < 0)
+        return false;
+    return map_get(&t->domain_map, d) != NULL;
+}
+
+size_t tables_ndomains(const struct tables *t)
+{
+    return t->ndomains;
+}
+
+const char *tables_domain(const struct tables *t, size_t i)
+{
+    return i < t->ndomains ? t->domains[i] : NULL;
+}
+
+/* Splits a lowercased address at its only '@'; -1 unless both sides are non-empty. */
+static int split_addr(const char *addr, size_t *locallen)
+{
+    const char *at = strchr(addr, '@');
+    if (!at || at == addr || !at[1] || strchr(at + 1, '@'))
+        return -1;
+    *locallen = (size_t)(at - addr);
+    return 0;
+}
+
+int tables_add_user(struct tables *t, const struct tables_user *u, char *err, size_t errlen)
+{
+    char addr[TABLES_ADDR_MAX + 1];
+    size_t ll;
+    if (lower_copy(addr, sizeof(addr), u->addr) < 0 || split_addr(addr, &ll) < 0) {
+        set_err(err, errlen, "user '%s' is not an address; write it as user@domain", u->addr);
+        return -1;
+    }
+    if (!map_get(&t->domain_map, addr + ll + 1)) {
+        set_err(err, errlen,
+                "user %s: %s is not one of the local domains; add it to domains = in [server] or "
+                "fix the address",
+                addr, addr + ll + 1);
+        return -1;
+    }
+    if (map_get(&t->user_map, addr)) {
+        set_err(err, errlen, "user %s is listed twice; remove one of the lines", addr);
+        return -1;
+    }
+    if (map_get(&t->alias_map, addr)) {
+        set_err(err, errlen, "user %s is also an alias; rename one of the two", addr);
+        return -1;
+    }
+    struct tables_user *copy = malloc(sizeof(*copy));
+    struct tables_user **nu = grow(t->users, sizeof(*t->users), t->nusers, &t->usercap);
+    if (nu)
+        t->users = nu;
+    if (!copy || !nu) {
+        free(copy);
+        set_err(err, errlen, "out of memory adding user %s; free some memory", addr);
+        return -1;
+    }
+    *copy = *u;
+    memcpy(copy->addr, addr, sizeof(addr));
+    lower_copy(copy->moved, sizeof(copy->moved), u->moved); /* same size: always fits */
+    if (map_put(&t->user_map, copy->addr, (uint32_t)t->nusers) < 0) {
+        free(copy);
+        set_err(err, errlen, "out of memory adding user %s; free some memory", addr);
+        return -1;
+    }
+    t->users[t->nusers++] = copy;
+    return 0;
+}
+
+const struct tables_user *tables_user(const struct tables *t, const char *addr)
+{
+    char a[TABLES_ADDR_MAX + 1];
+    if (!addr || lower_copy(a, sizeof(a), addr) < 0)
+        return NULL;
+    const struct map_entry *e = map_get(&t->user_map, a);
+    return e ? t->users[e->val] : NULL;
+}
+
+size_t tables_nusers(const struct tables *t)
+{
+    return t->nusers;
+}
+
+const struct tables_user *tables_user_at(const struct tables *t, size_t i)
+{
+    return i < t->nusers ? t->users[i] : NULL;
+}
+
+size_t tables_naliases(const struct tables *t)
+{
+    return t->naliases;
+}
+
+int tables_add_alias(struct tables *t, const char *name, const char *const *members,
+                     size_t nmembers, char *err, size_t errlen)
+{
+    return tables_add_alias_at(t, NULL, name, members, nmembers, err, errlen);
+}
+
+/* The member as local@domain: a bare local part takes the alias's domain. */
+static char *member_normalise(const char *member, const char *domain)
+{
+    char m[TABLES_ADDR_MAX + 1];
+    size_t ll;
+    if (lower_copy(m, sizeof(m), member) < 0)
+        return NULL;
+    if (!strchr(m, '@')) {
+        size_t len = strlen(m);
+        if (len == 0 || len + 1 + strlen(domain) > TABLES_ADDR_MAX)
+            return NULL;
+        m[len] = '@';
+        strcpy(m + len + 1, domain);
+    }
+    if (split_addr(m, &ll) < 0)
+        return NULL;
+    return strdup(m);
+}
+
+int tables_add_alias_at(struct tables *t, const char *origin, const char *name,
+                        const char *const *members, size_t nmembers, char *err, size_t errlen)
+{
+    char n[TABLES_ADDR_MAX + 1];
+    size_t ll;
+    if (!name || lower_copy(n, sizeof(n), name) < 0 || !*n ||
+        (strchr(n, '@') && split_addr(n, &ll) < 0)) {
+        set_err(err, errlen, "alias '%s' is not a name; write local@domain or a bare local part",
+                name ? name : "");
+        return -1;
+    }
+    if (t->ndomains == 0) {
+        set_err(err, errlen, "alias %s: no local domains yet; list them in domains = first", n);
+        return -1;
+    }
+    const char *at = strchr(n, '@');
+    const char *domain = at ? at + 1 : t->domains[0];
+    if (at && !map_get(&t->domain_map, domain)) {
+        set_err(err, errlen,
+                "alias %s: %s is not one of the local domains; add it to domains = in [server] "
+                "or fix the name",
+                n, domain);
+        return -1;
+    }
+    const struct map_entry *dup = map_get(&t->alias_map, n);
+    if (dup) {
+        const char *first = t->aliases[dup->val]->origin;
+        if (first)
+            set_err(err, errlen, "alias %s is defined twice (first at %s); merge them into one", n,
+                    first);
+        else
+            set_err(err, errlen, "alias %s is defined twice; merge them into one", n);
+        return -1;
+    }
+    if (at && map_get(&t->user_map, n)) {
+        set_err(err, errlen, "alias %s is also a user; rename one of the two", n);
+        return -1;
+    }
+    if (nmembers == 0) {
+        set_err(err, errlen, "alias %s has no members; list at least one local user", n);
+        return -1;
+    }
+    struct alias *a = calloc(1, sizeof(*a));
+    if (!a)
+        goto oom;
+    a->name = strdup(n);
+    a->origin = origin ? strdup(origin) : NULL;
+    a->members = calloc(nmembers, sizeof(*a->members));
+    if (!a->name || (origin && !a->origin) || !a->members)
+        goto oom;
+    for (size_t i = 0; i < nmembers; i++) {
+        a->members[i] = member_normalise(members[i], domain);
+        if (!a->members[i]) {
+            set_err(err, errlen,
+                    "alias %s: member '%s' is not an address; write user@domain or a bare "
+                    "local part",
+                    n, members[i]);
+            alias_free(a);
+            return -1;
+        }
+        a->nmembers = i + 1;
+    }
+    struct alias **na = grow(t->aliases, sizeof(*t->aliases), t->naliases, &t->aliascap);
+    if (!na)
+        goto oom;
+    t->aliases = na;
+    if (map_put(&t->alias_map, a->name, (uint32_t)t->naliases) < 0)
+        goto oom;
+    t->aliases[t->naliases++] = a;
+    return 0;
+oom:
+    alias_free(a);
+    set_err(err, errlen, "out of memory adding alias %s; free some memory", n);
+    return -1;
+}
+
+enum target { TARGET_NONE, TARGET_FOREIGN, TARGET_USER, TARGET_ALIAS };
+
+/* What a lowercased local@domain names: a user first, then a full alias, then a bare alias. */
+static enum target target_of(const struct tables *t, const char *addr, uint32_t *idx)
+{
+    const char *at = strrchr(addr, '@');
+    if (!at || !map_get(&t->domain_map, at + 1))
+        return TARGET_FOREIGN;
+    const struct map_entry *e = map_get(&t->user_map, addr);
+    if (e) {
+        *idx = e->val;
+        return TARGET_USER;
+    }
+    e = map_get(&t->alias_map, addr);
+    if (!e) {
+        char local[TABLES_ADDR_MAX + 1];
+        size_t ll = (size_t)(at - addr);
+        memcpy(local, addr, ll);
+        local[ll] = '\0';
+        e = map_get(&t->alias_map, local);
+    }
+    if (e) {
+        *idx = e->val;
+        return TARGET_ALIAS;
+    }
+    return TARGET_NONE;
+}
+
+/* A set of small integers (index + 1) in a fixed open-addressing table. */
+#define SET_CAP 2048 /* > 2 * (TABLES_MAX_EXPANSION + 1): load stays under one half */
+
+struct expansion {
+    uint32_t users[SET_CAP];
+    uint32_t aliases[SET_CAP];
+    size_t naliases;
+    uint32_t found[TABLES_MAX_EXPANSION + 1]; /* user indices, in the order reached */
+    size_t nfound, limit;
+    bool too_many;
+};
+
+/* Adds v; false if it was already there. */
+static bool set_add(uint32_t *set, uint32_t v)
+{
+    uint32_t key = v + 1;
+    for (size_t i = (key * 2654435761u) & (SET_CAP - 1);; i = (i + 1) & (SET_CAP - 1)) {
+        if (set[i] == key)
+            return false;
+        if (set[i] == 0) {
+            set[i] = key;
+            return true;
+        }
+    }
+}
+
+/* Collects the mailboxes alias ai reaches; a moved user is skipped, each alias expanded once. */
+static void expand(const struct tables *t, uint32_t ai, int depth, struct expansion *x)
+{
+    if (x->too_many)
+        return;
+    if (depth > TABLES_MAX_DEPTH || x->naliases >= SET_CAP / 2) {
+        x->too_many = true; /* tables_finish rejects this; never trust it blindly */
+        return;
+    }
+    if (!set_add(x->aliases, ai))
+        return;
+    x->naliases++;
+    const struct alias *a = t->aliases[ai];
+    for (size_t i = 0; i < a->nmembers && !x->too_many; i++) {
+        uint32_t idx = 0;
+        switch (target_of(t, a->members[i], &idx)) {
+        case TARGET_USER:
+            if (t->users[idx]->moved[0] || !set_add(x->users, idx))
+                break;
+            if (x->nfound >= x->limit) {
+                x->too_many = true;
+                break;
+            }
+            x->found[x->nfound++] = idx;
+            break;
+        case TARGET_ALIAS:
+            expand(t, idx, depth + 1, x);
+            break;
+        case TARGET_NONE:
+        case TARGET_FOREIGN:
+            break; /* tables_finish refuses these */
+        }
+    }
+}
+
+enum tables_status tables_resolve(const struct tables *t, const char *local, const char *domain,
+                                  char (*mailboxes)[TABLES_ADDR_MAX + 1], size_t max,
+                                  size_t *nmailboxes, char *forward, size_t forwardlen)
+{
+    *nmailboxes = 0;
+    if (forward && forwardlen)
+        forward[0] = '\0';
+    char addr[TABLES_ADDR_MAX + 1];
+    if (!domain || !*domain) {
+        if (t->ndomains == 0)
+            return TABLES_UNKNOWN;
+        domain = t->domains[0];
+    }
+    if (!tables_is_local_domain(t, domain))
+        return TABLES_FOREIGN;
+    /* A quoted local part may hold '@'; no local name does, and it must not reach a bare
+     * alias lookup that would take "a@b" for a full name. */
+    if (!local || !*local || strchr(local, '@') ||
+        (size_t)snprintf(addr, sizeof(addr), "%s@%s", local, domain) >= sizeof(addr))
+        return TABLES_UNKNOWN;
+    lower_copy(addr, sizeof(addr), addr);
+
+    uint32_t idx = 0;
+    switch (target_of(t, addr, &idx)) {
+    case TARGET_USER: {
+        const struct tables_user *u = t->users[idx];
+        if (u->moved[0]) {
+            if (forward && forwardlen)
+                snprintf(forward, forwardlen, "%s", u->moved);
+            return TABLES_MOVED;
+        }
+        if (max < 1)
+            return TABLES_TOO_MANY;
+        memcpy(mailboxes[0], u->addr, sizeof(mailboxes[0]));
+        *nmailboxes = 1;
+        return TABLES_OK;
+    }
+    case TARGET_ALIAS: {
+        struct expansion *x = calloc(1, sizeof(*x)); /* ~25 KiB: keep it off small stacks */
+        if (!x)
+            return TABLES_TOO_MANY;
+        x->limit = max < TABLES_MAX_EXPANSION ? max : TABLES_MAX_EXPANSION;
+        expand(t, idx, 1, x);
+        enum tables_status st = TABLES_OK;
+        if (x->too_many)
+            st = TABLES_TOO_MANY;
+        else if (x->nfound == 0)
+            st = TABLES_UNKNOWN; /* everyone on it has moved; tables_finish refuses this */
+        else
+            for (size_t i = 0; i < x->nfound; i++)
+                memcpy(mailboxes[i], t->users[x->found[i]]->addr, sizeof(mailboxes[i]));
+        if (st == TABLES_OK)
+            *nmailboxes = x->nfound;
+        free(x);
+        return st;
+    }
+    case TARGET_NONE:
+    case TARGET_FOREIGN:
+        break;
+    }
+    return TABLES_UNKNOWN;
+}
+
+/* Does the user's local part equal q (already lowercased)? */
+static bool local_is(const struct tables_user *u, const char *q, size_t qlen)
+{
+    return strncmp(u->addr, q, qlen) == 0 && u->addr[qlen] == '@';
+}
+
+size_t tables_vrfy(const struct tables *t, const char *query, const struct tables_user **out,
+                   size_t max)
+{
+    char q[TABLES_ADDR_MAX + 1];
+    if (!query || !*query || lower_copy(q, sizeof(q), query) < 0)
+        return 0;
+    if (strchr(q, '@')) {
+        const struct map_entry *e = map_get(&t->user_map, q);
+        if (!e)
+            return 0;
+        if (max > 0)
+            out[0] = t->users[e->val];
+        return 1;
+    }
+    size_t n = 0, qlen = strlen(q);
+    /* Exact local parts first (the likeliest meaning), by hash in each domain... */
+    for (size_t d = 0; d < t->ndomains; d++) {
+        char addr[TABLES_ADDR_MAX + 1];
+        if ((size_t)snprintf(addr, sizeof(addr), "%s@%s", q, t->domains[d]) >= sizeof(addr))
+            continue;
+        const struct map_entry *e = map_get(&t->user_map, addr);
+        if (e) {
+            if (n < max)
+                out[n] = t->users[e->val];
+            n++;
+        }
+    }
+    /* ...then full names, a linear scan: VRFY is rare and counted as a junk command. */
+    for (size_t i = 0; i < t->nusers; i++) {
+        const struct tables_user *u = t->users[i];
+        if (u->name[0] && !local_is(u, q, qlen) && strcasestr(u->name, q)) {
+            if (n < max)
+                out[n] = u;
+            n++;
+        }
+    }
+    return n;
+}
+
+long tables_expn(const struct tables *t, const char *name, const char **out, size_t max)
+{
+    char addr[TABLES_ADDR_MAX + 1];
+    if (!name || !*name || t->ndomains == 0)
+        return -1;
+    if (strchr(name, '@')) {
+        if (lower_copy(addr, sizeof(addr), name) < 0)
+            return -1;
+    } else if ((size_t)snprintf(addr, sizeof(addr), "%s@%s", name, t->domains[0]) >= sizeof(addr)) {
+        return -1;
+    } else {
+        lower_copy(addr, sizeof(addr), addr);
+    }
+    size_t ll;
+    uint32_t idx = 0;
+    if (split_addr(addr, &ll) < 0 || target_of(t, addr, &idx) != TARGET_ALIAS)
+        return -1;
+    const struct alias *a = t->aliases[idx];
+    for (size_t i = 0; i < a->nmembers && i < max; i++)
+        out[i] = a->members[i];
+    return (long)a->nmembers;
+}
+
+/* A growing list of reasons, one per line. */
+struct reasons {
+    char *buf;
+    size_t len, cap;
+    int n;
+};
+
+static void reason(struct reasons *r, const struct alias *a, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void reason(struct reasons *r, const struct alias *a, const char *fmt, ...)
+{
+    r->n++;
+    if (!r->cap)
+        return;
+    if (a && a->origin && r->len + 1 < r->cap)
+        r->len += (size_t)snprintf(r->buf + r->len, r->cap - r->len, "%s: ", a->origin);
+    if (r->len + 1 < r->cap) {
+        va_list ap;
+        va_start(ap, fmt);
+        r->len += (size_t)vsnprintf(r->buf + r->len, r->cap - r->len, fmt, ap);
+        va_end(ap);
+    }
+    if (r->len + 1 < r->cap)
+        r->len += (size_t)snprintf(r->buf + r->len, r->cap - r->len, "\n");
+    if (r->len >= r->cap)
+        r->len = r->cap - 1; /* truncated: the buffer stays terminated */
+}
+
+enum { VISIT_NEW, VISIT_ACTIVE, VISIT_DONE, VISIT_BAD };
+
+struct check {
+    const struct tables *t;
+    unsigned char *state; /* per alias */
+    unsigned char *reach; /* per alias: reaches at least one mailbox */
+    unsigned char *depth; /* per alias: levels of aliases, itself included */
+    uint32_t path[TABLES_MAX_DEPTH + 1];
+    struct reasons *r;
+};
+
+/* Writes "a -> b -> c" for the path from position from to the end, then next. */
+static void path_text(const struct check *c, size_t from, size_t plen, uint32_t next, char *buf,
+                      size_t n)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t i = from; i < plen && len < n; i++)
+        len += (size_t)snprintf(buf + len, n - len, "%s -> ", c->t->aliases[c->path[i]]->name);
+    if (len < n)
+        snprintf(buf + len, n - len, "%s", c->t->aliases[next]->name);
+}
+
+/* Depth-first walk from alias ai at path position plen; depth, or -1 when it is broken
+ * (the reason is then already given). The path bound keeps the recursion shallow. */
+static int check_alias(struct check *c, uint32_t ai, size_t plen)
+{
+    const struct tables *t = c->t;
+    char buf[1024];
+    switch (c->state[ai]) {
+    case VISIT_DONE:
+        if (plen + c->depth[ai] > TABLES_MAX_DEPTH) {
+            path_text(c, 0, plen, ai, buf, sizeof(buf));
+            reason(c->r, t->aliases[c->path[0]],
+                   "alias %s: nests more than %d aliases deep (%s ...); flatten it",
+                   t->aliases[c->path[0]]->name, TABLES_MAX_DEPTH, buf);
+            return -1;
+        }
+        return c->depth[ai];
+    case VISIT_BAD:
+        return -1;
+    case VISIT_ACTIVE:
+        for (size_t i = 0; i < plen; i++)
+            if (c->path[i] == ai) {
+                path_text(c, i, plen, ai, buf, sizeof(buf));
+                reason(c->r, t->aliases[ai],
+                       "alias %s: loops back to itself (%s); remove one of the members that "
+                       "closes the loop",
+                       t->aliases[ai]->name, buf);
+                break;
+            }
+        return -1;
+    }
+    const struct alias *a = t->aliases[ai];
+    if (plen >= TABLES_MAX_DEPTH) {
+        path_text(c, 0, plen, ai, buf, sizeof(buf));
+        reason(c->r, t->aliases[c->path[0]],
+               "alias %s: nests more than %d aliases deep (%s ...); flatten it",
+               t->aliases[c->path[0]]->name, TABLES_MAX_DEPTH, buf);
+        return -1;
+    }
+    c->state[ai] = VISIT_ACTIVE;
+    c->path[plen] = ai;
+    bool bad = false, reach = false;
+    int maxd = 0;
+    for (size_t i = 0; i < a->nmembers; i++) {
+        const char *m = a->members[i];
+        uint32_t idx = 0;
+        switch (target_of(t, m, &idx)) {
+        case TARGET_USER:
+            reach |= t->users[idx]->moved[0] == '\0';
+            break;
+        case TARGET_ALIAS: {
+            int d = check_alias(c, idx, plen + 1);
+            if (d < 0) {
+                bad = true;
+            } else {
+                if (d > maxd)
+                    maxd = d;
+                reach |= c->reach[idx] != 0;
+            }
+            break;
+        }
+        case TARGET_FOREIGN:
+            reason(c->r, a,
+                   "alias %s: member %s is not a local user; outbound delivery is not "
+                   "available yet",
+                   a->name, m);
+            bad = true;
+            break;
+        case TARGET_NONE:
+            reason(c->r, a,
+                   "alias %s: member %s is not a local user; add it to the users file or fix "
+                   "the member",
+                   a->name, m);
+            bad = true;
+            break;
+        }
+    }
+    if (bad) {
+        c->state[ai] = VISIT_BAD;
+        return -1;
+    }
+    c->state[ai] = VISIT_DONE;
+    c->depth[ai] = (unsigned char)(maxd + 1);
+    c->reach[ai] = reach;
+    return maxd + 1;
+}
+
+int tables_finish(struct tables *t, char *err, size_t errlen)
+{
+    struct reasons r = {err, 0, err ? errlen : 0, 0};
+    if (r.cap)
+        err[0] = '\0';
+    if (t->ndomains == 0)
+        reason(&r, NULL, "no local domains; list them in domains = under [server]");
+    struct check c = {.t = t, .r = &r};
+    size_t n = t->naliases ? t->naliases : 1;
+    c.state = calloc(n, 1);
+    c.reach = calloc(n, 1);
+    c.depth = calloc(n, 1);
+    if (!c.state || !c.reach || !c.depth) {
+        free(c.state);
+        free(c.reach);
+        free(c.depth);
+        set_err(err, errlen, "out of memory checking aliases; free some memory\n");
+        return -1;
+    }
+    for (uint32_t i = 0; i < t->naliases; i++)
+        check_alias(&c, i, 0);
+    for (uint32_t i = 0; i < t->naliases; i++)
+        if (c.state[i] == VISIT_DONE && !c.reach[i])
+            reason(&r, t->aliases[i],
+                   "alias %s: reaches no mailbox, every user on it has moved; add a member or "
+                   "remove the alias",
+                   t->aliases[i]->name);
+    for (size_t d = 0; d < t->ndomains; d++) {
+        char addr[TABLES_ADDR_MAX + 1];
+        snprintf(addr, sizeof(addr), "postmaster@%s", t->domains[d]);
+        uint32_t idx = 0;
+        enum target k = target_of(t, addr, &idx);
+        if (k == TARGET_ALIAS && (c.state[idx] != VISIT_DONE || !c.reach[idx]))
+            continue; /* a broken or empty alias: its reason is given above */
+        if (k == TARGET_USER && t->users[idx]->moved[0])
+            reason(&r, NULL,
+                   "%s is a user marked moved, and postmaster must always reach someone; "
+                   "remove moved= from it or add `postmaster: you@%s` to aliases",
+                   addr, t->domains[d]);
+        else if (k != TARGET_USER && k != TARGET_ALIAS)
+            reason(&r, NULL, "%s reaches no one; add `postmaster: you@%s` to aliases", addr,
+                   t->domains[d]);
+    }
+    free(c.state);
+    free(c.reach);
+    free(c.depth);
+    return r.n ? -1 : 0;
+}

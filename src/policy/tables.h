@@ -1,0 +1,78 @@
+/* The in-memory address tables: local domains, users (from the passwd-file `users`) and aliases
+ * (from `aliases`), and the lookups the SMTP core makes against them: resolve a recipient to
+ * mailboxes, answer VRFY and EXPN. Pure: no I/O here; conf/ fills the tables from files. */
+#ifndef TERN_POLICY_TABLES_H
+#define TERN_POLICY_TABLES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define TABLES_ADDR_MAX 320       /* local@domain, lowercased */
+#define TABLES_MAX_EXPANSION 1000 /* mailboxes one recipient may expand to */
+#define TABLES_MAX_DEPTH 10       /* alias nesting */
+
+struct tables;
+
+/* A local user, from one line of `users` (Dovecot passwd-file format):
+ *   user@domain:{SCHEME}hash:uid:gid:Full Name:home:shell:extra fields
+ * Extra fields are space-separated; `moved=new@addr` marks a user who has left (RCPT 551). */
+struct tables_user {
+    char addr[TABLES_ADDR_MAX + 1];  /* lowercased user@domain */
+    char password[256];              /* "{CRYPT}$y$..." as stored; empty when none */
+    char name[128];                  /* gecos: full name, may be empty */
+    char moved[TABLES_ADDR_MAX + 1]; /* non-empty when marked moved */
+};
+
+struct tables *tables_new(void);
+void tables_free(struct tables *t);
+
+/* Building (conf/ uses these). Each returns 0, or -1 with a reason in err. */
+int tables_add_domain(struct tables *t, const char *domain, char *err, size_t errlen);
+int tables_add_user(struct tables *t, const struct tables_user *u, char *err, size_t errlen);
+/* name is "local@domain" or a bare "local" (applies in every local domain); members are
+ * addresses or bare local parts (taken in the alias's domain, or the first domain). */
+int tables_add_alias(struct tables *t, const char *name, const char *const *members,
+                     size_t nmembers, char *err, size_t errlen);
+/* Like tables_add_alias; origin (e.g. "aliases:12", copied) starts every reason tables_finish
+ * gives about this alias, so conf/ can point the admin at the line. NULL: no prefix. */
+int tables_add_alias_at(struct tables *t, const char *origin, const char *name,
+                        const char *const *members, size_t nmembers, char *err, size_t errlen);
+/* After all adds: checks every alias member resolves to a local user (directly or through other
+ * aliases, no cycles) and that postmaster reaches someone in every domain. -1 with reasons. */
+int tables_finish(struct tables *t, char *err, size_t errlen);
+
+bool tables_is_local_domain(const struct tables *t, const char *domain);
+size_t tables_ndomains(const struct tables *t);
+const char *tables_domain(const struct tables *t, size_t i); /* first one is the primary */
+const struct tables_user *tables_user(const struct tables *t, const char *addr);
+size_t tables_nusers(const struct tables *t);
+const struct tables_user *tables_user_at(const struct tables *t, size_t i);
+size_t tables_naliases(const struct tables *t); /* full and bare aliases */
+
+enum tables_status {
+    TABLES_OK,       /* deliverable: mailboxes filled */
+    TABLES_UNKNOWN,  /* local domain, no such user or alias: 550 5.1.1 */
+    TABLES_MOVED,    /* user marked moved: 551 5.1.6, forward holds the new address */
+    TABLES_FOREIGN,  /* not a local domain: 550 5.7.1 (no relaying yet) */
+    TABLES_TOO_MANY, /* expands past TABLES_MAX_EXPANSION */
+};
+
+/* Resolves local@domain (the path's unquoted local part; domain as given, any case). A bare
+ * "postmaster" (domain NULL or "") resolves in the primary domain. Fills mailboxes with the
+ * distinct user addresses (lowercased user@domain) it reaches, at most max. */
+enum tables_status tables_resolve(const struct tables *t, const char *local, const char *domain,
+                                  char (*mailboxes)[TABLES_ADDR_MAX + 1], size_t max,
+                                  size_t *nmailboxes, char *forward, size_t forwardlen);
+
+/* VRFY: finds users by full address, by local part in any local domain, or by a substring of the
+ * full name (case-insensitive). Writes up to max matches. Returns the number of matches found
+ * (may exceed max). */
+size_t tables_vrfy(const struct tables *t, const char *query, const struct tables_user **out,
+                   size_t max);
+
+/* EXPN: the direct members of an alias (name as given to VRFY: full address or bare local part).
+ * Returns -1 if not an alias, else the member count (may exceed max); members written as given
+ * in the aliases file, normalised to user@domain. */
+long tables_expn(const struct tables *t, const char *name, const char **out, size_t max);
+
+#endif

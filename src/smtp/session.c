@@ -1,0 +1,357 @@
+/* The SMTP session core's front half: the greeting, command-line assembly with its limits, the
+ * command table (a check-then-proceed handler per verb, after OpenSMTPD's shape), the simple
+ * commands (HELO EHLO RSET NOOP QUIT TURN), error counting, and the request/resume plumbing.
+ * The transaction lives in txn.c, HELP/VRFY/EXPN in info.c. */
+#include "smtp/session_priv.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smtp/grammar.h"
+
+/* Replies carry an enhanced status code only once the client has said EHLO (RFC 2034). */
+void session_reply(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    reply_add(&s->out, s->esmtp, code, enh, "%s", text);
+    if (code >= 400)
+        s->stats.rejected++;
+}
+
+void session_reply_lines(struct smtp_session *s, int code, const char *enh,
+                         const char *const *lines, size_t n)
+{
+    reply_add_lines(&s->out, s->esmtp, code, enh, lines, n);
+    if (code >= 400)
+        s->stats.rejected++;
+}
+
+void session_request(struct smtp_session *s, enum smtp_req_type type, enum smtp_after after)
+{
+    s->req.type = type;
+    s->req.txn = &s->txn;
+    s->req.data = type == SMTP_REQ_STORE_APPEND ? s->chunk : NULL;
+    s->req.len = type == SMTP_REQ_STORE_APPEND ? s->chunk_len : 0;
+    s->req_pending = true;
+    s->after = after;
+}
+
+/* A protocol error. Past the limit the client is misbehaving or lost: 421 and close. */
+void session_bad(struct smtp_session *s)
+{
+    if (++s->bad >= s->env->max_bad_commands && s->close == SMTP_OPEN) {
+        session_reply(s, 421, "4.7.0", "%s Too many errors, closing connection", s->env->hostname);
+        s->close = SMTP_CLOSE_AFTER_OUTPUT;
+    }
+}
+
+/* A command that moves no mail forward (NOOP RSET VRFY EXPN HELP). Returns false, having
+ * answered 421, once a client sends too many of them. */
+bool session_junk(struct smtp_session *s)
+{
+    if (++s->junk > s->env->max_junk_commands) {
+        session_reply(s, 421, "4.7.0", "%s Too many commands without mail, closing connection",
+                      s->env->hostname);
+        s->close = SMTP_CLOSE_AFTER_OUTPUT;
+        return false;
+    }
+    return true;
+}
+
+static void cmd_helo(struct smtp_session *s, const char *arg, size_t len, bool ehlo)
+{
+    if (len == 0) {
+        session_reply(s, 501, "5.5.4", "Syntax: %s hostname", ehlo ? "EHLO" : "HELO");
+        session_bad(s);
+        return;
+    }
+    if (!smtp_valid_helo(arg, len)) {
+        session_reply(s, 501, "5.5.2", "Invalid domain name or address literal");
+        session_bad(s);
+        return;
+    }
+    txn_reset(s); /* RFC 5321 4.1.4: a second HELO/EHLO is an implicit RSET */
+    memcpy(s->helo, arg, len);
+    s->helo[len] = '\0';
+    s->state = ST_READY;
+    s->esmtp = ehlo;
+    if (!ehlo) {
+        session_reply(s, 250, NULL, "%s Hello %s [%s]", s->env->hostname, s->helo, s->env->peer_ip);
+        return;
+    }
+    char first[512], size[64];
+    snprintf(first, sizeof first, "%s Hello %s [%s]", s->env->hostname, s->helo, s->env->peer_ip);
+    snprintf(size, sizeof size, "SIZE %llu", (unsigned long long)s->env->max_message_size);
+    const char *lines[] = {
+        first,      "PIPELINING", size,   "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES",
+        "CHUNKING", "HELP",       "SEND", "SOML",     "SAML"};
+    /* EHLO keywords carry no enhanced code: RFC 2034 exempts the EHLO response lines. */
+    reply_add_lines(&s->out, false, 250, NULL, lines, sizeof lines / sizeof lines[0]);
+}
+
+static void cmd_rset(struct smtp_session *s, const char *arg, size_t len)
+{
+    if (len) {
+        session_reply(s, 501, "5.5.4", "Syntax: RSET (no parameters)");
+        session_bad(s);
+        return;
+    }
+    if (!session_junk(s))
+        return;
+    txn_reset(s);
+    session_reply(s, 250, "2.0.0", "Ok");
+}
+
+static void cmd_noop(struct smtp_session *s, const char *arg, size_t len)
+{
+    (void)arg; /* RFC 5321 4.1.1.9: a parameter may be given and is ignored */
+    (void)len;
+    if (session_junk(s))
+        session_reply(s, 250, "2.0.0", "Ok");
+}
+
+static void cmd_quit(struct smtp_session *s, const char *arg, size_t len)
+{
+    if (len) {
+        session_reply(s, 501, "5.5.4", "Syntax: QUIT (no parameters)");
+        session_bad(s);
+        return;
+    }
+    txn_reset(s);
+    session_reply(s, 221, "2.0.0", "%s closing connection", s->env->hostname);
+    s->close = SMTP_CLOSE_AFTER_OUTPUT;
+}
+
+static void cmd_turn(struct smtp_session *s, const char *arg, size_t len)
+{
+    if (len) {
+        session_reply(s, 501, "5.5.4", "Syntax: TURN (no parameters)");
+        session_bad(s);
+        return;
+    }
+    /* RFC 2645: TURN only for an authenticated client entitled to a relay domain; tern has
+     * neither AUTH nor relay domains yet, so nobody is entitled. */
+    session_reply(s, 502, "5.5.1", "TURN is not available: no relay domains are configured");
+}
+
+static void cmd_not_yet(struct smtp_session *s, const char *arg, size_t len)
+{
+    (void)arg;
+    (void)len;
+    session_reply(s, 502, "5.5.1", "Command not implemented");
+    session_bad(s);
+}
+
+static void cmd_helo_plain(struct smtp_session *s, const char *a, size_t n)
+{
+    cmd_helo(s, a, n, false);
+}
+static void cmd_ehlo(struct smtp_session *s, const char *a, size_t n)
+{
+    cmd_helo(s, a, n, true);
+}
+static void cmd_mail(struct smtp_session *s, const char *a, size_t n)
+{
+    txn_mail(s, SMTP_TXN_MAIL, a, n);
+}
+static void cmd_send(struct smtp_session *s, const char *a, size_t n)
+{
+    txn_mail(s, SMTP_TXN_SEND, a, n);
+}
+static void cmd_soml(struct smtp_session *s, const char *a, size_t n)
+{
+    txn_mail(s, SMTP_TXN_SOML, a, n);
+}
+static void cmd_saml(struct smtp_session *s, const char *a, size_t n)
+{
+    txn_mail(s, SMTP_TXN_SAML, a, n);
+}
+
+static const struct {
+    const char *verb;
+    void (*fn)(struct smtp_session *, const char *, size_t);
+} commands[] = {
+    {"HELO", cmd_helo_plain},  {"EHLO", cmd_ehlo},    {"MAIL", cmd_mail},    {"RCPT", txn_rcpt},
+    {"DATA", txn_data},        {"BDAT", txn_bdat},    {"RSET", cmd_rset},    {"NOOP", cmd_noop},
+    {"QUIT", cmd_quit},        {"HELP", info_help},   {"VRFY", info_vrfy},   {"EXPN", info_expn},
+    {"SEND", cmd_send},        {"SOML", cmd_soml},    {"SAML", cmd_saml},    {"TURN", cmd_turn},
+    {"STARTTLS", cmd_not_yet}, {"AUTH", cmd_not_yet}, {"ETRN", cmd_not_yet},
+};
+
+static void dispatch(struct smtp_session *s, const char *line, size_t len)
+{
+    size_t vlen = 0;
+    while (vlen < len && line[vlen] != ' ')
+        vlen++;
+    size_t a = vlen;
+    while (a < len && line[a] == ' ')
+        a++;
+    size_t alen = len - a;
+    while (alen > 0 && line[a + alen - 1] == ' ') /* trailing spaces are noise, not arguments */
+        alen--;
+
+    if (s->state == ST_REFUSED) {
+        if (smtp_word_eq(line, vlen, "QUIT")) {
+            cmd_quit(s, line + a, alen);
+            return;
+        }
+        /* RFC 5321 3.1: after a 554 greeting, wait for QUIT and answer 503 meanwhile */
+        session_reply(s, 503, "5.7.1", "Bad sequence of commands: connection refused, send QUIT");
+        session_bad(s);
+        return;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (smtp_word_eq(line, vlen, commands[i].verb)) {
+            commands[i].fn(s, line + a, alen);
+            return;
+        }
+    }
+    session_reply(s, 500, "5.5.2", "Command unrecognized");
+    session_bad(s);
+}
+
+/* Takes bytes up to and including LF into the line buffer; a line over the limit is consumed to
+ * its end and refused as a whole. A bare LF ends a command line (lenient for humans on telnet);
+ * it never ends message data (data.c). */
+static size_t feed_line(struct smtp_session *s, const char *buf, size_t len)
+{
+    const char *nl = memchr(buf, '\n', len);
+    size_t take = nl ? (size_t)(nl - buf) + 1 : len;
+    size_t body = nl ? take - 1 : take;
+    if (!s->line_overflow) {
+        if (s->line_len + body > SMTP_CMD_LINE_MAX - 1) /* room for the CR is all that's left */
+            s->line_overflow = true;
+        else {
+            memcpy(s->line + s->line_len, buf, body);
+            s->line_len += body;
+        }
+    }
+    if (!nl)
+        return take;
+
+    size_t n = s->line_len;
+    bool overflow = s->line_overflow;
+    s->line_len = 0;
+    s->line_overflow = false;
+    if (n > 0 && s->line[n - 1] == '\r')
+        n--;
+    if (overflow || n > SMTP_CMD_LINE_MAX - 2) {
+        session_reply(s, 500, "5.5.2", "Line too long: commands are at most 512 octets");
+        session_bad(s);
+    } else if (n == 0) {
+        session_reply(s, 500, "5.5.2", "Empty command");
+        session_bad(s);
+    } else if (memchr(s->line, '\0', n) || memchr(s->line, '\r', n)) {
+        session_reply(s, 500, "5.5.2", "Command contains a NUL or bare CR");
+        session_bad(s);
+    } else {
+        dispatch(s, s->line, n);
+    }
+    return take;
+}
+
+struct smtp_session *smtp_session_new(const struct smtp_env *env)
+{
+    struct smtp_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->env = env;
+    if (env->over_limit) {
+        session_reply(s, 421, NULL, "%s Too many connections, try again later", env->hostname);
+        s->close = SMTP_CLOSE_AFTER_OUTPUT;
+    } else if (env->refuse) {
+        session_reply(s, 554, NULL, "%s ESMTP tern: no SMTP service for you [%s]", env->hostname,
+                      env->peer_ip);
+        s->state = ST_REFUSED;
+    } else {
+        session_reply(s, 220, NULL, "%s ESMTP tern", env->hostname);
+        s->state = ST_INIT;
+    }
+    return s;
+}
+
+void smtp_session_free(struct smtp_session *s)
+{
+    if (!s)
+        return;
+    reply_free(&s->out);
+    free(s->txn.mailboxes);
+    free(s->chunk);
+    free(s);
+}
+
+size_t smtp_session_feed(struct smtp_session *s, const char *buf, size_t len)
+{
+    size_t used = 0;
+    while (used < len && !s->req_pending && s->close == SMTP_OPEN &&
+           reply_pending(&s->out) < SMTP_OUT_HIGH && !s->out.failed) {
+        if (s->state == ST_DATA || s->state == ST_BDAT)
+            used += txn_feed_data(s, buf + used, len - used);
+        else
+            used += feed_line(s, buf + used, len - used);
+    }
+    s->stats.bytes_in += used;
+    return used;
+}
+
+size_t smtp_session_pending_output(const struct smtp_session *s, const char **out)
+{
+    *out = s->out.buf ? s->out.buf + s->out.off : "";
+    return reply_pending(&s->out);
+}
+
+void smtp_session_output_sent(struct smtp_session *s, size_t n)
+{
+    reply_sent(&s->out, n);
+}
+
+const struct smtp_request *smtp_session_request(struct smtp_session *s)
+{
+    return s->req_pending ? &s->req : NULL;
+}
+
+void smtp_session_resume(struct smtp_session *s, const struct smtp_result *r)
+{
+    if (!s->req_pending)
+        return;
+    s->req_pending = false;
+    txn_resume(s, r);
+}
+
+enum smtp_close smtp_session_wants_close(const struct smtp_session *s)
+{
+    return s->out.failed ? SMTP_CLOSE_AFTER_OUTPUT : s->close;
+}
+
+bool smtp_session_in_data(const struct smtp_session *s)
+{
+    return s->state == ST_DATA || s->state == ST_BDAT || s->req_pending || s->store_open;
+}
+
+void smtp_session_timeout(struct smtp_session *s)
+{
+    if (s->close != SMTP_OPEN)
+        return;
+    session_reply(s, 421, "4.4.2", "%s Timeout exceeded, closing connection", s->env->hostname);
+    s->close = SMTP_CLOSE_AFTER_OUTPUT;
+}
+
+void smtp_session_shutdown(struct smtp_session *s)
+{
+    if (s->close != SMTP_OPEN)
+        return;
+    session_reply(s, 421, "4.3.2", "%s Service shutting down, closing connection",
+                  s->env->hostname);
+    s->close = SMTP_CLOSE_AFTER_OUTPUT;
+}
+
+void smtp_session_stats(const struct smtp_session *s, struct smtp_stats *out)
+{
+    *out = s->stats;
+}

@@ -1,0 +1,119 @@
+/* The SMTP server protocol core: one struct smtp_session per connection, a pure state machine.
+ * It is fed the client's bytes, produces reply bytes, and asks for slow or effectful work
+ * (storing a message) as requests the caller performs and resumes. It never touches a socket,
+ * a file, a clock or a thread; while a request is pending it consumes no more input, which is
+ * what keeps PIPELINING replies in order. */
+#ifndef TERN_SMTP_SESSION_H
+#define TERN_SMTP_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "policy/tables.h"
+#include "smtp/grammar.h"
+
+enum smtp_disclose { SMTP_DISCLOSE_NONE, SMTP_DISCLOSE_AUTHENTICATED, SMTP_DISCLOSE_ALL };
+
+/* What the core needs to know about its world. Owned by the caller; must outlive the session. */
+struct smtp_env {
+    const char *hostname;  /* our name, for the greeting and Received: */
+    const char *peer_ip;   /* client address as text, e.g. "127.0.0.1" or "::1" */
+    const char *peer_name; /* verified reverse DNS name, or NULL */
+    bool submission;       /* the submission listener */
+    bool refuse;           /* deny list: greet 554, then 503 to all but QUIT */
+    bool over_limit;       /* connection limits: greet 421 and close */
+    uint64_t max_message_size;
+    size_t max_recipients;
+    size_t max_bad_commands;
+    size_t max_junk_commands;
+    enum smtp_disclose vrfy, expn;
+    const struct tables *tables;
+    /* Is there room to accept mail (statvfs above the floor)? NULL means always. */
+    bool (*storage_ok)(void *ctx);
+    /* Current time, for the Received: header. NULL means 0 (tests). */
+    time_t (*now)(void *ctx);
+    void *ctx;
+};
+
+enum smtp_txn_kind { SMTP_TXN_MAIL, SMTP_TXN_SEND, SMTP_TXN_SOML, SMTP_TXN_SAML };
+
+/* The envelope of the transaction in progress, for the store. */
+struct smtp_txn {
+    enum smtp_txn_kind kind;
+    char from[SMTP_PATH_MAX + 1]; /* reverse-path mailbox, "" for <> */
+    bool smtputf8;
+    bool body_8bit;
+    uint64_t declared_size;                 /* SIZE= or 0 */
+    size_t nrcpts;                          /* accepted RCPT commands */
+    char first_rcpt[SMTP_PATH_MAX + 1];     /* for Received: "for <...>" when there is one */
+    char (*mailboxes)[TABLES_ADDR_MAX + 1]; /* distinct local mailboxes, user@domain */
+    size_t nmailboxes;
+};
+
+enum smtp_req_type {
+    SMTP_REQ_STORE_BEGIN = 1, /* open a message for txn; result gives the id */
+    SMTP_REQ_STORE_APPEND,    /* add data/len (a bounded chunk) */
+    SMTP_REQ_STORE_COMMIT,    /* make it durable in every mailbox; then 250 */
+    SMTP_REQ_STORE_ABORT,     /* discard it; the result is ignored */
+};
+
+struct smtp_request {
+    enum smtp_req_type type;
+    const struct smtp_txn *txn;
+    const char *data; /* APPEND only; valid until resume */
+    size_t len;
+};
+
+/* The outcome of a request. On failure, code/enh/text is the reply to give (e.g. 451 4.3.0);
+ * code 0 lets the core choose 451 4.3.0. */
+struct smtp_result {
+    bool ok;
+    int code;
+    char enh[12];
+    char text[200];
+    char id[96]; /* BEGIN: the message id, shown in Received: and the 250 */
+};
+
+enum smtp_close {
+    SMTP_OPEN = 0,
+    SMTP_CLOSE_AFTER_OUTPUT, /* QUIT, 421: flush the replies, then close */
+};
+
+struct smtp_session;
+
+struct smtp_session *smtp_session_new(const struct smtp_env *env);
+void smtp_session_free(struct smtp_session *s);
+
+/* Consumes client bytes; returns how many it took. It stops early when a request is pending or
+ * the session wants to close; the caller keeps the rest and feeds it again after resume. */
+size_t smtp_session_feed(struct smtp_session *s, const char *buf, size_t len);
+
+/* Replies produced so far. */
+size_t smtp_session_pending_output(const struct smtp_session *s, const char **out);
+void smtp_session_output_sent(struct smtp_session *s, size_t n);
+
+/* The next request, or NULL. The same request is returned until it is resumed. */
+const struct smtp_request *smtp_session_request(struct smtp_session *s);
+void smtp_session_resume(struct smtp_session *s, const struct smtp_result *r);
+
+enum smtp_close smtp_session_wants_close(const struct smtp_session *s);
+
+/* Receiving message data (after 354 or inside BDAT): a drain should let it finish. */
+bool smtp_session_in_data(const struct smtp_session *s);
+
+/* The caller's timer expired: 421 4.4.2 and close. */
+void smtp_session_timeout(struct smtp_session *s);
+/* The server is going down: 421 4.3.2 and close (the caller waits for in_data to end first). */
+void smtp_session_shutdown(struct smtp_session *s);
+
+/* Counters for logs. */
+struct smtp_stats {
+    size_t messages;   /* accepted */
+    size_t rejected;   /* 4xx/5xx replies */
+    uint64_t bytes_in; /* fed */
+};
+void smtp_session_stats(const struct smtp_session *s, struct smtp_stats *out);
+
+#endif

@@ -1,0 +1,99 @@
+/* The session core's private state, shared by session.c (input, dispatch, simple commands),
+ * txn.c (MAIL/RCPT/DATA/BDAT and the store requests) and info.c (HELP/VRFY/EXPN). */
+#ifndef TERN_SMTP_SESSION_PRIV_H
+#define TERN_SMTP_SESSION_PRIV_H
+
+#include "smtp/data.h"
+#include "smtp/reply.h"
+#include "smtp/session.h"
+
+#define SMTP_CMD_LINE_MAX 512       /* octets including CRLF, RFC 5321 4.5.3.1.4 */
+#define SMTP_CHUNK 65536            /* message bytes handed to the store per APPEND */
+#define SMTP_OUT_HIGH 65536         /* stop taking input while this much output is unsent */
+#define SMTP_TXN_MAILBOXES_MAX 4096 /* mailbox entries (before dedup) in one transaction */
+
+enum smtp_state {
+    ST_REFUSED, /* greeted 554: only QUIT */
+    ST_INIT,    /* greeted 220, waiting for HELO/EHLO */
+    ST_READY,   /* no transaction */
+    ST_MAIL,    /* MAIL accepted, taking RCPT / DATA / BDAT */
+    ST_DATA,    /* after 354: message text */
+    ST_BDAT,    /* inside a BDAT chunk */
+};
+
+/* What to do when the pending request is resumed. */
+enum smtp_after {
+    AFTER_NONE,
+    AFTER_BEGIN_DATA, /* 354 or failure */
+    AFTER_BEGIN_BDAT, /* read the chunk */
+    AFTER_APPEND,     /* continue taking data */
+    AFTER_FINISH,     /* last APPEND before COMMIT/ABORT */
+    AFTER_COMMIT,     /* 250 or failure */
+    AFTER_ABORT,      /* give the saved failure reply */
+};
+
+struct smtp_session {
+    const struct smtp_env *env;
+    struct smtp_out out;
+    enum smtp_state state;
+    enum smtp_close close;
+    bool esmtp; /* EHLO given: enhanced status codes and parameters */
+    char helo[SMTP_DOMAIN_MAX + 1];
+
+    char line[SMTP_CMD_LINE_MAX + 1];
+    size_t line_len;
+    bool line_overflow;
+
+    /* the transaction */
+    struct smtp_txn txn;
+    size_t mailboxes_cap;
+    size_t rcpt_attempts;
+    bool bdat_used;  /* BDAT started: DATA is out of sequence */
+    bool store_open; /* BEGIN succeeded and no COMMIT/ABORT yet */
+    bool store_failed;
+    struct smtp_result failure; /* the reply for a failed store */
+    char msgid[96];
+
+    /* message data */
+    struct smtp_data data;
+    char *chunk; /* SMTP_CHUNK bytes, allocated while a message is open */
+    size_t chunk_len;
+    uint64_t bdat_left;
+    bool bdat_last;
+    bool bdat_discard;         /* consume the chunk, then 503 */
+    enum smtp_state bdat_prev; /* the state to return to after a discarded chunk */
+
+    /* the pending request */
+    struct smtp_request req;
+    bool req_pending;
+    enum smtp_after after;
+
+    size_t bad;
+    size_t junk;
+    struct smtp_stats stats;
+};
+
+/* session.c */
+void session_reply(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void session_reply_lines(struct smtp_session *s, int code, const char *enh,
+                         const char *const *lines, size_t n);
+void session_request(struct smtp_session *s, enum smtp_req_type type, enum smtp_after after);
+void session_bad(struct smtp_session *s);
+bool session_junk(struct smtp_session *s);
+
+/* txn.c */
+void txn_mail(struct smtp_session *s, enum smtp_txn_kind kind, const char *arg, size_t len);
+void txn_rcpt(struct smtp_session *s, const char *arg, size_t len);
+void txn_data(struct smtp_session *s, const char *arg, size_t len);
+void txn_bdat(struct smtp_session *s, const char *arg, size_t len);
+void txn_reset(struct smtp_session *s);
+size_t txn_feed_data(struct smtp_session *s, const char *buf, size_t len);
+void txn_resume(struct smtp_session *s, const struct smtp_result *r);
+
+/* info.c */
+void info_help(struct smtp_session *s, const char *arg, size_t len);
+void info_vrfy(struct smtp_session *s, const char *arg, size_t len);
+void info_expn(struct smtp_session *s, const char *arg, size_t len);
+
+#endif

@@ -1,0 +1,117 @@
+/* libFuzzer harness for the SMTP session core: arbitrary client bytes, split at points the input
+ * chooses, with a store that fails when the input says so. Every reply must be a well-formed
+ * SMTP reply line, a request must never come twice without a resume, and nothing may crash or
+ * leak. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smtp/session.h"
+
+static struct tables *tables;
+
+static struct tables *make_tables(void)
+{
+    char err[512];
+    struct tables *t = tables_new();
+    tables_add_domain(t, "example.org", err, sizeof err);
+    struct tables_user u = {.addr = "alice@example.org", .name = "Alice"};
+    tables_add_user(t, &u, err, sizeof err);
+    struct tables_user m = {.addr = "dave@example.org", .moved = "dave@elsewhere.test"};
+    tables_add_user(t, &m, err, sizeof err);
+    const char *pm[] = {"alice"};
+    tables_add_alias(t, "postmaster", pm, 1, err, sizeof err);
+    tables_add_alias(t, "team@example.org", pm, 1, err, sizeof err);
+    tables_finish(t, err, sizeof err);
+    return t;
+}
+
+/* Every reply line: three digits, '-' or ' ', printable text, CRLF, at most 512 octets. */
+static void check_output(const char *o, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        const char *e = memchr(o + i, '\n', n - i);
+        if (!e)
+            __builtin_trap();
+        size_t len = (size_t)(e - (o + i)) + 1;
+        if (len < 6 || len > 512 || o[i + len - 2] != '\r')
+            __builtin_trap();
+        for (int k = 0; k < 3; k++)
+            if (o[i + k] < '0' || o[i + k] > '9')
+                __builtin_trap();
+        if (o[i + 3] != ' ' && o[i + 3] != '-')
+            __builtin_trap();
+        for (size_t k = 4; k < len - 2; k++)
+            if ((unsigned char)o[i + k] < 0x20 || o[i + k] == 0x7f)
+                __builtin_trap();
+        i += len;
+    }
+}
+
+static void serve(struct smtp_session *s, uint8_t flags)
+{
+    const struct smtp_request *q;
+    int guard = 0;
+    while ((q = smtp_session_request(s))) {
+        if (++guard > 100000)
+            __builtin_trap(); /* requests must not loop without consuming input */
+        struct smtp_result r = {.ok = true};
+        if (q->type == SMTP_REQ_STORE_APPEND && q->len > 65536)
+            __builtin_trap();
+        if (q->type == SMTP_REQ_STORE_BEGIN) {
+            r.ok = !(flags & 1);
+            strcpy(r.id, "FUZZ1");
+        } else if (q->type == SMTP_REQ_STORE_APPEND) {
+            r.ok = !(flags & 2);
+        } else if (q->type == SMTP_REQ_STORE_COMMIT) {
+            r.ok = !(flags & 4);
+        }
+        smtp_session_resume(s, &r);
+    }
+    const char *o;
+    size_t n = smtp_session_pending_output(s, &o);
+    check_output(o, n);
+    smtp_session_output_sent(s, n);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!tables)
+        tables = make_tables();
+    if (size < 2)
+        return 0;
+    uint8_t flags = data[0], step = data[1];
+    data += 2;
+    size -= 2;
+    struct smtp_env env = {
+        .hostname = "mx.example.org",
+        .peer_ip = "192.0.2.1",
+        .refuse = flags & 8,
+        .max_message_size = 4096,
+        .max_recipients = 5,
+        .max_bad_commands = 50,
+        .max_junk_commands = 200,
+        .vrfy = (enum smtp_disclose)((flags >> 4) % 3),
+        .expn = (enum smtp_disclose)((flags >> 6) % 3),
+        .tables = tables,
+    };
+    struct smtp_session *s = smtp_session_new(&env);
+    size_t chunk = step ? step : 1, off = 0;
+    serve(s, flags);
+    while (off < size && smtp_session_wants_close(s) == SMTP_OPEN) {
+        size_t n = size - off < chunk ? size - off : chunk;
+        size_t used = smtp_session_feed(s, (const char *)data + off, n);
+        if (used > n)
+            __builtin_trap();
+        off += used;
+        serve(s, flags);
+        if (used == 0 && !smtp_session_request(s) && smtp_session_wants_close(s) == SMTP_OPEN)
+            __builtin_trap(); /* stalled with input left and nothing pending */
+    }
+    if (flags & 0x80)
+        smtp_session_timeout(s);
+    serve(s, flags);
+    smtp_session_free(s);
+    return 0;
+}

@@ -1,0 +1,526 @@
+/* Unit tests for src/policy/tables.c: recipient resolution (users, aliases, nesting, bare
+ * aliases, postmaster, moved users, limits), VRFY, EXPN, and what tables_finish refuses. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "policy/tables.h"
+
+static char mb[TABLES_MAX_EXPANSION + 1][TABLES_ADDR_MAX + 1];
+
+static void add_user(struct tables *t, const char *addr, const char *name, const char *moved)
+{
+    struct tables_user u;
+    memset(&u, 0, sizeof(u));
+    snprintf(u.addr, sizeof(u.addr), "%s", addr);
+    snprintf(u.name, sizeof(u.name), "%s", name);
+    snprintf(u.moved, sizeof(u.moved), "%s", moved);
+    char err[256] = "";
+    assert_int_equal(tables_add_user(t, &u, err, sizeof(err)), 0);
+}
+
+/* members: a NULL-terminated list */
+static int add_alias_err(struct tables *t, const char *name, char *err, size_t errlen, ...)
+{
+    const char *m[64];
+    size_t n = 0;
+    va_list ap;
+    va_start(ap, errlen);
+    for (const char *s; (s = va_arg(ap, const char *));)
+        m[n++] = s;
+    va_end(ap);
+    return tables_add_alias(t, name, m, n, err, errlen);
+}
+
+#define add_alias(t, name, ...)                                                                    \
+    do {                                                                                           \
+        char e_[256] = "";                                                                         \
+        assert_int_equal(add_alias_err(t, name, e_, sizeof(e_), __VA_ARGS__, NULL), 0);            \
+    } while (0)
+
+static struct tables *two_domains(void)
+{
+    struct tables *t = tables_new();
+    assert_non_null(t);
+    char err[256];
+    assert_int_equal(tables_add_domain(t, "Example.ORG", err, sizeof(err)), 0);
+    assert_int_equal(tables_add_domain(t, "example.net", err, sizeof(err)), 0);
+    return t;
+}
+
+/* The table most tests share. */
+static int setup(void **state)
+{
+    struct tables *t = two_domains();
+    add_user(t, "Alice@Example.org", "Alice Liddell", "");
+    add_user(t, "bob@example.org", "Bob Builder", "");
+    add_user(t, "carol@example.net", "Carol Alice Smith", "");
+    add_user(t, "dave@example.org", "Dave Gone", "Dave@Elsewhere.com");
+    add_user(t, "admin@example.org", "Administrator", "");
+    add_user(t, "alice@example.net", "", "");
+    add_alias(t, "postmaster", "admin");
+    add_alias(t, "abuse", "admin@example.org");
+    add_alias(t, "staff@example.org", "alice", "BOB", "carol@example.net");
+    add_alias(t, "team@example.org", "staff", "alice@example.org", "dave", "bob");
+    add_alias(t, "info@example.org", "bob");
+    add_alias(t, "info", "alice");
+    char err[1024];
+    int r = tables_finish(t, err, sizeof(err));
+    if (r != 0)
+        fprintf(stderr, "%s", err);
+    assert_int_equal(r, 0);
+    *state = t;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    tables_free(*state);
+    return 0;
+}
+
+static enum tables_status resolve(const struct tables *t, const char *local, const char *domain,
+                                  size_t max, size_t *n)
+{
+    char fwd[TABLES_ADDR_MAX + 1];
+    return tables_resolve(t, local, domain, mb, max, n, fwd, sizeof(fwd));
+}
+
+static void test_resolve_user(void **state)
+{
+    size_t n = 99;
+    assert_int_equal(resolve(*state, "ALICE", "example.ORG", 10, &n), TABLES_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(mb[0], "alice@example.org");
+    assert_int_equal(resolve(*state, "alice", "example.net", 10, &n), TABLES_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(mb[0], "alice@example.net");
+}
+
+static void test_resolve_alias(void **state)
+{
+    size_t n = 0;
+    assert_int_equal(resolve(*state, "Staff", "example.org", 10, &n), TABLES_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(mb[0], "alice@example.org");
+    assert_string_equal(mb[1], "bob@example.org");
+    assert_string_equal(mb[2], "carol@example.net");
+}
+
+/* team = staff + alice (again) + dave (moved: skipped) + bob (again): three distinct. */
+static void test_resolve_nested_dedup_skips_moved(void **state)
+{
+    size_t n = 0;
+    assert_int_equal(resolve(*state, "team", "example.org", 10, &n), TABLES_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(mb[0], "alice@example.org");
+    assert_string_equal(mb[1], "bob@example.org");
+    assert_string_equal(mb[2], "carol@example.net");
+}
+
+static void test_resolve_bare_alias_each_domain(void **state)
+{
+    size_t n = 0;
+    assert_int_equal(resolve(*state, "abuse", "example.org", 10, &n), TABLES_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(mb[0], "admin@example.org");
+    assert_int_equal(resolve(*state, "Abuse", "EXAMPLE.NET", 10, &n), TABLES_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(mb[0], "admin@example.org");
+    /* a full alias wins over the bare one of the same local part */
+    assert_int_equal(resolve(*state, "info", "example.org", 10, &n), TABLES_OK);
+    assert_string_equal(mb[0], "bob@example.org");
+    assert_int_equal(resolve(*state, "info", "example.net", 10, &n), TABLES_OK);
+    assert_string_equal(mb[0], "alice@example.org");
+    /* a bare alias does not apply outside the local domains */
+    assert_int_equal(resolve(*state, "abuse", "example.com", 10, &n), TABLES_FOREIGN);
+}
+
+static void test_resolve_postmaster_any_case(void **state)
+{
+    const char *locals[] = {"postmaster", "PostMaster", "POSTMASTER"};
+    const char *domains[] = {NULL, "", "example.org", "Example.Net"};
+    for (size_t i = 0; i < 3; i++)
+        for (size_t j = 0; j < 4; j++) {
+            size_t n = 0;
+            assert_int_equal(resolve(*state, locals[i], domains[j], 10, &n), TABLES_OK);
+            assert_int_equal(n, 1);
+            assert_string_equal(mb[0], "admin@example.org");
+        }
+}
+
+static void test_resolve_moved(void **state)
+{
+    char fwd[TABLES_ADDR_MAX + 1] = "junk";
+    size_t n = 7;
+    assert_int_equal(tables_resolve(*state, "Dave", "example.org", mb, 10, &n, fwd, sizeof(fwd)),
+                     TABLES_MOVED);
+    assert_int_equal(n, 0);
+    assert_string_equal(fwd, "dave@elsewhere.com");
+    /* a short buffer gets a terminated prefix */
+    char small[5];
+    assert_int_equal(
+        tables_resolve(*state, "dave", "example.org", mb, 10, &n, small, sizeof(small)),
+        TABLES_MOVED);
+    assert_string_equal(small, "dave");
+}
+
+static void test_resolve_foreign_unknown(void **state)
+{
+    size_t n = 5;
+    assert_int_equal(resolve(*state, "alice", "example.com", 10, &n), TABLES_FOREIGN);
+    assert_int_equal(n, 0);
+    assert_int_equal(resolve(*state, "alice", "[192.0.2.1]", 10, &n), TABLES_FOREIGN);
+    assert_int_equal(resolve(*state, "nobody", "example.org", 10, &n), TABLES_UNKNOWN);
+    assert_int_equal(resolve(*state, "carol", "example.org", 10, &n), TABLES_UNKNOWN);
+    assert_int_equal(resolve(*state, "", "example.org", 10, &n), TABLES_UNKNOWN);
+    /* a quoted local part holding '@' must not reach the full alias it spells */
+    assert_int_equal(resolve(*state, "staff@example.org", "example.net", 10, &n), TABLES_UNKNOWN);
+    assert_int_equal(n, 0);
+}
+
+static void test_resolve_max(void **state)
+{
+    size_t n = 0;
+    assert_int_equal(resolve(*state, "staff", "example.org", 2, &n), TABLES_TOO_MANY);
+    assert_int_equal(n, 0);
+    assert_int_equal(resolve(*state, "staff", "example.org", 3, &n), TABLES_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(resolve(*state, "alice", "example.org", 0, &n), TABLES_TOO_MANY);
+}
+
+/* An alias of N distinct users: "all". */
+static struct tables *big_alias(size_t nusers)
+{
+    struct tables *t = two_domains();
+    const char **m = calloc(nusers + 1, sizeof(*m));
+    char(*names)[32] = calloc(nusers, sizeof(*names));
+    assert_non_null(m);
+    assert_non_null(names);
+    for (size_t i = 0; i < nusers; i++) {
+        snprintf(names[i], sizeof(names[i]), "u%zu", i);
+        char addr[64];
+        snprintf(addr, sizeof(addr), "u%zu@example.org", i);
+        add_user(t, addr, "", "");
+        m[i] = names[i];
+    }
+    m[nusers] = "u0"; /* a repeat does not count twice */
+    char err[256];
+    assert_int_equal(tables_add_alias(t, "all", m, nusers + 1, err, sizeof(err)), 0);
+    add_alias(t, "postmaster", "u0");
+    assert_int_equal(tables_finish(t, err, sizeof(err)), 0);
+    free(m);
+    free(names);
+    return t;
+}
+
+static void test_resolve_too_many(void **state)
+{
+    size_t n = 0;
+    struct tables *t = big_alias(TABLES_MAX_EXPANSION);
+    assert_int_equal(resolve(t, "all", "example.net", TABLES_MAX_EXPANSION + 1, &n), TABLES_OK);
+    assert_int_equal(n, TABLES_MAX_EXPANSION);
+    assert_string_equal(mb[0], "u0@example.org");
+    assert_string_equal(mb[TABLES_MAX_EXPANSION - 1], "u999@example.org");
+    tables_free(t);
+    t = big_alias(TABLES_MAX_EXPANSION + 1);
+    assert_int_equal(resolve(t, "all", "example.net", TABLES_MAX_EXPANSION + 1, &n),
+                     TABLES_TOO_MANY);
+    assert_int_equal(n, 0);
+    tables_free(t);
+}
+
+static void test_lookups(void **state)
+{
+    struct tables *t = *state;
+    assert_int_equal(tables_ndomains(t), 2);
+    assert_string_equal(tables_domain(t, 0), "example.org");
+    assert_string_equal(tables_domain(t, 1), "example.net");
+    assert_null(tables_domain(t, 2));
+    assert_true(tables_is_local_domain(t, "EXAMPLE.net"));
+    assert_false(tables_is_local_domain(t, "example.com"));
+    assert_int_equal(tables_nusers(t), 6);
+    assert_int_equal(tables_naliases(t), 6);
+    assert_string_equal(tables_user_at(t, 0)->addr, "alice@example.org");
+    assert_null(tables_user_at(t, 6));
+    const struct tables_user *u = tables_user(t, "DAVE@example.ORG");
+    assert_non_null(u);
+    assert_string_equal(u->name, "Dave Gone");
+    assert_string_equal(u->moved, "dave@elsewhere.com");
+    assert_null(tables_user(t, "staff@example.org"));
+}
+
+static void test_vrfy(void **state)
+{
+    const struct tables_user *out[8];
+    /* local part in both domains first, then the full name that contains it */
+    assert_int_equal(tables_vrfy(*state, "ALICE", out, 8), 3);
+    assert_string_equal(out[0]->addr, "alice@example.org");
+    assert_string_equal(out[1]->addr, "alice@example.net");
+    assert_string_equal(out[2]->addr, "carol@example.net");
+    /* the count goes past max; only max are written */
+    out[1] = NULL;
+    assert_int_equal(tables_vrfy(*state, "alice", out, 1), 3);
+    assert_string_equal(out[0]->addr, "alice@example.org");
+    assert_null(out[1]);
+    assert_int_equal(tables_vrfy(*state, "builder", out, 8), 1);
+    assert_string_equal(out[0]->addr, "bob@example.org");
+    assert_int_equal(tables_vrfy(*state, "Bob@Example.org", out, 8), 1);
+    assert_string_equal(out[0]->addr, "bob@example.org");
+    assert_int_equal(tables_vrfy(*state, "bob@example.net", out, 8), 0);
+    assert_int_equal(tables_vrfy(*state, "liddell@example.org", out, 8), 0);
+    assert_int_equal(tables_vrfy(*state, "nobody", out, 8), 0);
+    assert_int_equal(tables_vrfy(*state, "", out, 8), 0);
+    /* a name matching twice (local part and full name) counts once */
+    assert_int_equal(tables_vrfy(*state, "admin", out, 8), 1);
+    assert_string_equal(out[0]->addr, "admin@example.org");
+}
+
+static void test_expn(void **state)
+{
+    const char *out[8];
+    assert_int_equal(tables_expn(*state, "Staff@example.org", out, 8), 3);
+    assert_string_equal(out[0], "alice@example.org");
+    assert_string_equal(out[1], "bob@example.org");
+    assert_string_equal(out[2], "carol@example.net");
+    /* direct members only, as written (normalised), not expanded */
+    assert_int_equal(tables_expn(*state, "team@example.org", out, 8), 4);
+    assert_string_equal(out[0], "staff@example.org");
+    assert_string_equal(out[2], "dave@example.org");
+    /* bare alias: members in the primary domain, reachable from any local domain */
+    assert_int_equal(tables_expn(*state, "postmaster", out, 8), 1);
+    assert_string_equal(out[0], "admin@example.org");
+    assert_int_equal(tables_expn(*state, "abuse@example.net", out, 8), 1);
+    assert_string_equal(out[0], "admin@example.org");
+    /* a bare name means the primary domain, where info is a full alias */
+    assert_int_equal(tables_expn(*state, "info", out, 8), 1);
+    assert_string_equal(out[0], "bob@example.org");
+    out[1] = NULL;
+    assert_int_equal(tables_expn(*state, "staff@example.org", out, 1), 3);
+    assert_null(out[1]);
+    assert_int_equal(tables_expn(*state, "alice@example.org", out, 8), -1);
+    assert_int_equal(tables_expn(*state, "nothing", out, 8), -1);
+    assert_int_equal(tables_expn(*state, "staff@example.com", out, 8), -1);
+    assert_int_equal(tables_expn(*state, "staff@example.net", out, 8), -1);
+}
+
+static void test_add_errors(void **state)
+{
+    struct tables *t = two_domains();
+    char err[256];
+    struct tables_user u;
+    memset(&u, 0, sizeof(u));
+    assert_int_equal(tables_add_domain(t, "EXAMPLE.org", err, sizeof(err)), -1);
+    assert_string_equal(err, "domain example.org is listed twice; remove one");
+    strcpy(u.addr, "x@example.com");
+    assert_int_equal(tables_add_user(t, &u, err, sizeof(err)), -1);
+    assert_string_equal(err, "user x@example.com: example.com is not one of the local domains; "
+                             "add it to domains = in [server] or fix the address");
+    strcpy(u.addr, "noat");
+    assert_int_equal(tables_add_user(t, &u, err, sizeof(err)), -1);
+    assert_string_equal(err, "user 'noat' is not an address; write it as user@domain");
+    add_user(t, "x@example.org", "", "");
+    strcpy(u.addr, "X@EXAMPLE.ORG");
+    assert_int_equal(tables_add_user(t, &u, err, sizeof(err)), -1);
+    assert_string_equal(err, "user x@example.org is listed twice; remove one of the lines");
+
+    assert_int_equal(add_alias_err(t, "a@example.com", err, sizeof(err), "x", NULL), -1);
+    assert_string_equal(err, "alias a@example.com: example.com is not one of the local domains; "
+                             "add it to domains = in [server] or fix the name");
+    assert_int_equal(add_alias_err(t, "x@example.org", err, sizeof(err), "x", NULL), -1);
+    assert_string_equal(err, "alias x@example.org is also a user; rename one of the two");
+    assert_int_equal(add_alias_err(t, "empty", err, sizeof(err), NULL), -1);
+    assert_string_equal(err, "alias empty has no members; list at least one local user");
+    const char *m[] = {"x"};
+    assert_int_equal(tables_add_alias_at(t, "aliases:3", "Dup", m, 1, err, sizeof(err)), 0);
+    assert_int_equal(add_alias_err(t, "dup", err, sizeof(err), "x", NULL), -1);
+    assert_string_equal(err,
+                        "alias dup is defined twice (first at aliases:3); merge them into one");
+    assert_int_equal(add_alias_err(t, "bad", err, sizeof(err), "a@b@c", NULL), -1);
+    assert_string_equal(err, "alias bad: member 'a@b@c' is not an address; write user@domain or "
+                             "a bare local part");
+    tables_free(t);
+}
+
+static int finish(struct tables *t, char *err, size_t errlen)
+{
+    int r = tables_finish(t, err, errlen);
+    tables_free(t);
+    return r;
+}
+
+static void test_finish_cycle(void **state)
+{
+    struct tables *t = two_domains();
+    add_user(t, "admin@example.org", "", "");
+    add_alias(t, "postmaster", "admin");
+    const char *a[] = {"b"}, *b[] = {"c@example.net"}, *c[] = {"a", "admin@example.org"};
+    char err[1024];
+    assert_int_equal(tables_add_alias_at(t, "al:1", "a", a, 1, err, sizeof(err)), 0);
+    assert_int_equal(tables_add_alias_at(t, "al:2", "b", b, 1, err, sizeof(err)), 0);
+    assert_int_equal(tables_add_alias_at(t, "al:3", "c@example.net", c, 2, err, sizeof(err)), 0);
+    assert_int_equal(finish(t, err, sizeof(err)), -1);
+    assert_string_equal(err, "al:1: alias a: loops back to itself (a -> b -> c@example.net -> a); "
+                             "remove one of the members that closes the loop\n");
+
+    t = two_domains();
+    add_user(t, "admin@example.org", "", "");
+    add_alias(t, "postmaster", "admin", "self");
+    add_alias(t, "self", "self");
+    assert_int_equal(finish(t, err, sizeof(err)), -1);
+    assert_string_equal(err, "alias self: loops back to itself (self -> self); remove one of the "
+                             "members that closes the loop\n");
+}
+
+static void test_finish_external_and_unknown_member(void **state)
+{
+    struct tables *t = two_domains();
+    add_user(t, "admin@example.org", "", "");
+    add_alias(t, "postmaster", "admin");
+    add_alias(t, "ext", "admin", "friend@gmail.com");
+    add_alias(t, "typo@example.net", "amdin");
+    char err[1024];
+    assert_int_equal(finish(t, err, sizeof(err)), -1);
+    assert_string_equal(err, "alias ext: member friend@gmail.com is not a local user; outbound "
+                             "delivery is not available yet\n"
+                             "alias typo@example.net: member amdin@example.net is not a local "
+                             "user; add it to the users file or fix the member\n");
+}
+
+static void test_finish_missing_postmaster(void **state)
+{
+    struct tables *t = two_domains();
+    add_user(t, "admin@example.org", "", "");
+    add_alias(t, "postmaster@example.org", "admin");
+    char err[1024];
+    assert_int_equal(finish(t, err, sizeof(err)), -1);
+    assert_string_equal(err, "postmaster@example.net reaches no one; add `postmaster: "
+                             "you@example.net` to aliases\n");
+
+    /* a postmaster user will do, unless marked moved */
+    t = two_domains();
+    add_user(t, "postmaster@example.org", "", "");
+    add_user(t, "postmaster@example.net", "", "pm@elsewhere.org");
+    assert_int_equal(finish(t, err, sizeof(err)), -1);
+    assert_string_equal(err, "postmaster@example.net is a user marked moved, and postmaster must "
+                             "always reach someone; remove moved= from it or add `postmaster: "
+                             "you@example.net` to aliases\n");
+}
+
+static void test_finish_moved_only_and_depth(void **state)
+{
+    struct tables *t = two_domains();
+    add_user(t, "admin@example.org", "", "");
+    add_user(t, "gone@example.org", "", "gone@elsewhere.org");
+    add_alias(t, "postmaster", "admin");
+    add_alias(t, "old", "gone");
+    char err[1024];
+    assert_int_equal(finish(t, err, sizeof(err)), -1);
+    assert_string_equal(err, "alias old: reaches no mailbox, every user on it has moved; add a "
+                             "member or remove the alias\n");
+
+    /* a chain of TABLES_MAX_DEPTH aliases is fine, one more is not */
+    for (int extra = 0; extra < 2; extra++) {
+        t = two_domains();
+        add_user(t, "admin@example.org", "", "");
+        add_alias(t, "postmaster", "admin");
+        int levels = TABLES_MAX_DEPTH + extra;
+        for (int i = 1; i <= levels; i++) {
+            char name[16], next[16];
+            snprintf(name, sizeof(name), "l%d", i);
+            snprintf(next, sizeof(next), "l%d", i + 1);
+            add_alias(t, name, i == levels ? "admin" : next);
+        }
+        int r = tables_finish(t, err, sizeof(err));
+        size_t n = 0;
+        if (extra == 0) {
+            assert_int_equal(r, 0);
+            assert_int_equal(resolve(t, "l1", NULL, 10, &n), TABLES_OK);
+            assert_int_equal(n, 1);
+        } else {
+            assert_int_equal(r, -1);
+            assert_non_null(strstr(err, "alias l1: nests more than 10 aliases deep (l1 -> l2"));
+        }
+        tables_free(t);
+    }
+}
+
+/* Errors are all listed, in a buffer too small for them it stays terminated. */
+static void test_finish_truncates(void **state)
+{
+    struct tables *t = two_domains();
+    add_user(t, "admin@example.org", "", "");
+    add_alias(t, "a", "x@gmail.com");
+    add_alias(t, "b", "y@gmail.com");
+    char err[40];
+    memset(err, 'Z', sizeof(err));
+    assert_int_equal(finish(t, err, sizeof(err)), -1);
+    assert_int_equal(strlen(err), sizeof(err) - 1);
+    assert_memory_equal(err, "alias a: member x@gmail.com is not a lo", sizeof(err) - 1);
+}
+
+/* 100k users: every one found by hash. */
+static void test_many_users(void **state)
+{
+    struct tables *t = two_domains();
+    enum { N = 100000 };
+    for (int i = 0; i < N; i++) {
+        char addr[64], name[64];
+        snprintf(addr, sizeof(addr), "user%d@example.%s", i, i % 2 ? "net" : "org");
+        snprintf(name, sizeof(name), "User Number %d", i);
+        add_user(t, addr, name, "");
+    }
+    add_alias(t, "postmaster", "user0");
+    char err[256];
+    assert_int_equal(tables_finish(t, err, sizeof(err)), 0);
+    assert_int_equal(tables_nusers(t), N);
+    for (int i = 0; i < N; i += 997) {
+        char local[32];
+        snprintf(local, sizeof(local), "USER%d", i);
+        size_t n = 0;
+        assert_int_equal(resolve(t, local, i % 2 ? "example.net" : "example.org", 1, &n),
+                         TABLES_OK);
+        assert_int_equal(n, 1);
+        char want[64];
+        snprintf(want, sizeof(want), "user%d@example.%s", i, i % 2 ? "net" : "org");
+        assert_string_equal(mb[0], want);
+        assert_int_equal(resolve(t, local, i % 2 ? "example.org" : "example.net", 1, &n),
+                         TABLES_UNKNOWN);
+    }
+    const struct tables_user *out[4];
+    assert_int_equal(tables_vrfy(t, "number 99999", out, 4), 1);
+    assert_string_equal(out[0]->addr, "user99999@example.net");
+    tables_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_resolve_user, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_alias, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_nested_dedup_skips_moved, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_bare_alias_each_domain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_postmaster_any_case, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_moved, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_foreign_unknown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_max, setup, teardown),
+        cmocka_unit_test(test_resolve_too_many),
+        cmocka_unit_test_setup_teardown(test_lookups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vrfy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expn, setup, teardown),
+        cmocka_unit_test(test_add_errors),
+        cmocka_unit_test(test_finish_cycle),
+        cmocka_unit_test(test_finish_external_and_unknown_member),
+        cmocka_unit_test(test_finish_missing_postmaster),
+        cmocka_unit_test(test_finish_moved_only_and_depth),
+        cmocka_unit_test(test_finish_truncates),
+        cmocka_unit_test(test_many_users),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
