@@ -188,9 +188,11 @@ static void aliases_line(struct tables *t, const char *path, int line, char *s, 
     for (char *end = colon; end > name && is_space(end[-1]);)
         *--end = '\0';
     const char *why;
-    if (!addr_check(name, true, &why)) {
-        conf_error(e, path, line, "alias name '%s' is not valid: %s; write local or local@domain",
-                   name, why);
+    bool catchall = name[0] == '@';
+    if (catchall ? !conf_valid_domain(name + 1) : !addr_check(name, true, &why)) {
+        conf_error(e, path, line,
+                   "alias name '%s' is not valid: %s; write local, local@domain or @domain", name,
+                   catchall ? "the domain is not a valid name like example.org" : why);
         return;
     }
     const char **members = NULL;

@@ -324,8 +324,10 @@ int tables_add_alias_at(struct tables *t, const char *origin, const char *name,
 {
     char n[TABLES_ADDR_MAX + 1];
     size_t ll;
+    /* "@domain" is the domain's catch-all: it takes every address no user or alias names */
+    bool catchall = name && name[0] == '@';
     if (!name || lower_copy(n, sizeof(n), name) < 0 || !*n ||
-        (strchr(n, '@') && split_addr(n, &ll) < 0)) {
+        (catchall ? !n[1] || strchr(n + 1, '@') : strchr(n, '@') && split_addr(n, &ll) < 0)) {
         set_err(err, errlen, "alias '%s' is not a name; write local@domain or a bare local part",
                 name ? name : "");
         return -1;
@@ -416,6 +418,8 @@ static enum target target_of(const struct tables *t, const char *addr, uint32_t 
         local[ll] = '\0';
         e = map_get(&t->alias_map, local);
     }
+    if (!e)
+        e = map_get(&t->alias_map, at); /* the domain's catch-all, "@domain" */
     if (e) {
         *idx = e->val;
         return TARGET_ALIAS;

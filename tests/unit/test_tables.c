@@ -499,6 +499,31 @@ static void test_many_users(void **state)
     tables_free(t);
 }
 
+/* "@domain" catches every unknown address of that domain only; users and aliases come first. */
+static void test_catchall(void **state)
+{
+    (void)state;
+    struct tables *t = two_domains();
+    add_user(t, "bench@example.org", "Bench", "");
+    add_user(t, "alice@example.org", "Alice", "");
+    add_user(t, "gone@example.org", "", "new@elsewhere.test");
+    add_alias(t, "postmaster", "alice");
+    add_alias(t, "@example.org", "bench");
+    char err[512];
+    assert_int_equal(tables_finish(t, err, sizeof(err)), 0);
+    size_t n = 0;
+    assert_int_equal(resolve(t, "1rcpt", "example.org", 8, &n), TABLES_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(mb[0], "bench@example.org");
+    assert_int_equal(resolve(t, "alice", "example.org", 8, &n), TABLES_OK);
+    assert_string_equal(mb[0], "alice@example.org");
+    assert_int_equal(resolve(t, "gone", "example.org", 8, &n), TABLES_MOVED);
+    assert_int_equal(resolve(t, "1rcpt", "example.net", 8, &n), TABLES_UNKNOWN);
+    assert_int_equal(resolve(t, "x", "other.test", 8, &n), TABLES_FOREIGN);
+    assert_int_equal(add_alias_err(t, "@other.test", err, sizeof(err), "bench", NULL), -1);
+    tables_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -521,6 +546,7 @@ int main(void)
         cmocka_unit_test(test_finish_moved_only_and_depth),
         cmocka_unit_test(test_finish_truncates),
         cmocka_unit_test(test_many_users),
+        cmocka_unit_test(test_catchall),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
