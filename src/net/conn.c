@@ -176,12 +176,13 @@ static bool do_requests(struct conn *c)
             break;
         case SMTP_REQ_STORE_COMMIT: {
             struct commit_job *j = calloc(1, sizeof *j);
+            if (j)
+                j->c = c; /* before submitting: a worker may start on it at once */
             if (!j || pool_submit(c->srv->pool, commit_run, commit_done, j) != 0) {
                 free(j);
                 fail_result(&r, "Local error in processing: try again later");
                 break;
             }
-            j->c = c;
             c->committing = true;
             bufferevent_disable(c->bev, EV_READ); /* pipelined input waits for the 250 */
             return false;
