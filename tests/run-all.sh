@@ -64,6 +64,9 @@ id tern >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/n
 step "format"
 run_step format-check make --no-print-directory format-check
 
+step "man pages"
+run_step man-lint sh -c 'out=$(mandoc -Tlint -W warning doc/*.[0-9] 2>&1); [ -z "$out" ] || { echo "$out"; exit 1; }'
+
 step "build (gcc, clang)"
 run_step build-gcc make --no-print-directory -j"$JOBS" CC=gcc BUILD=build all unit
 run_step build-clang make --no-print-directory -j"$JOBS" CC=clang BUILD=build/clang all unit

@@ -483,6 +483,10 @@ static void set_listen(struct loader *l, const struct key *k, const char *v)
     unsigned char addr[16];
     int family;
     const char *why = NULL;
+    if (parse_hostport(v, &li, &family, addr, &why) < 0) {
+        lerr(l, "%s = %s: not a listening address; %s", k->name, v, why);
+        return;
+    }
     if (li.kind == LISTEN_SMTPS) {
         /* Serving plain SMTP on the implicit-TLS port would hand clients a cleartext session
          * they believe is encrypted: refuse until TLS exists. */
@@ -490,10 +494,6 @@ static void set_listen(struct loader *l, const struct key *k, const char *v)
              "smtps = %s: implicit TLS is not available in this version; remove the line or "
              "comment it out",
              v);
-        return;
-    }
-    if (parse_hostport(v, &li, &family, addr, &why) < 0) {
-        lerr(l, "%s = %s: not a listening address; %s", k->name, v, why);
         return;
     }
     for (size_t i = 0; i < c->nlisteners; i++) {

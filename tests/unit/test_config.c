@@ -135,7 +135,7 @@ static void test_full_config(void **state)
         "smtp = 127.0.0.1:2525           ; may repeat\n"
         "smtp = [::1]:2525\n"
         "submission = 127.0.0.1:2587\n"
-        "smtps = [0:0::0]:2465\n"
+        "submission = [0:0::0]:2465\n"
         "\n"
         "[limits]\n"
         "message_size = 10M\n"
@@ -176,7 +176,7 @@ static void test_full_config(void **state)
     assert_int_equal(c->listeners[1].port, 2525);
     assert_int_equal(c->listeners[2].kind, LISTEN_SUBMISSION);
     assert_int_equal(c->listeners[2].port, 2587);
-    assert_int_equal(c->listeners[3].kind, LISTEN_SMTPS);
+    assert_int_equal(c->listeners[3].kind, LISTEN_SUBMISSION);
     assert_string_equal(c->listeners[3].host, "::"); /* written back in canonical form */
     assert_int_equal(c->listeners[3].port, 2465);
 
@@ -557,7 +557,7 @@ static void test_aliases_errors(void **state)
     assert_error(e, p, 3,
                  "alias name 'bad name' is not valid: the local part may hold letters, "
                  "digits, dots (not first, last or doubled) and !#$%&'*+-/=?^_`{|}~, at "
-                 "most 64; write local or local@domain");
+                 "most 64; write local, local@domain or @domain");
     assert_error(e, p, 4,
                  "alias list@example.com: example.com is not one of the local domains; "
                  "add it to domains = in [server] or fix the name");
@@ -756,11 +756,28 @@ static void test_valid_names(void **state)
     assert_false(conf_valid_local("\"q\""));
 }
 
+/* Until TLS exists, an smtps listener would be cleartext on the implicit-TLS port: refused. */
+static void test_smtps_refused(void **state)
+{
+    struct fx *f = *state;
+    struct conf *c = load(f,
+                          "[server]\n"
+                          "domains = example.org\n"
+                          "[listen]\n"
+                          "smtps = 127.0.0.1:2465\n",
+                          users_ok, aliases_ok);
+    assert_null(c);
+    assert_error(f->err, f->conf, 4,
+                 "smtps = 127.0.0.1:2465: implicit TLS is not available in this version; remove "
+                 "the line or comment it out");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_full_config),
+        T(test_smtps_refused),
         T(test_defaults),
         T(test_paths_and_line_forms),
         T(test_relative_file),
