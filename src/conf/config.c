@@ -615,8 +615,8 @@ static void set_value(struct loader *l, const struct key *k, const char *v)
         set_listen(l, k, v);
         return;
     case K_DENY:
-        if (list_each(l, v, deny_item, NULL) == 0)
-            lerr(l, "deny is empty; list addresses or CIDR blocks, or remove the line");
+        /* "deny =" with nothing after it denies nobody, as an admin emptying the list means */
+        list_each(l, v, deny_item, NULL);
         return;
     case K_DISCLOSE: {
         enum conf_disclose d;
