@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config clang clang-format libclang-rt-14-dev
       libevent-dev libssl-dev openssl libinih-dev libjansson-dev libcrypt-dev libcmocka-dev
-      python3 python3-pytest swaks mandoc)
+      python3 python3-pytest swaks mandoc strace)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -11,6 +11,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 PY=/usr/bin/python3
 passed=0
 failed=0
+skipped=0
 failures=()
 log=build/check-logs
 mkdir -p "$log"
@@ -34,6 +35,8 @@ run_unit() {
     out=$("$t" 2>&1); local rc=$?
     p=$(grep -oE '\[  PASSED  \] [0-9]+' <<<"$out" | grep -oE '[0-9]+$' | tail -1)
     f=$(grep -oE '\[  FAILED  \] [0-9]+' <<<"$out" | grep -oE '[0-9]+$' | tail -1)
+    local k; k=$(grep -oE '\[  SKIPPED \] [0-9]+' <<<"$out" | grep -oE '[0-9]+$' | tail -1)
+    skipped=$((skipped + ${k:-0}))
     p=${p:-0}; f=${f:-0}
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi   # crashed or sanitizer abort
     ok "$p"
@@ -51,6 +54,8 @@ run_pytest() {
   local summary; summary=$(tail -n 5 "$out" | grep -E '(passed|failed|error)' | tail -1)
   local p f e
   p=$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '^[0-9]+'); p=${p:-0}
+  local k; k=$(grep -oE '[0-9]+ skipped' <<<"$summary" | grep -oE '^[0-9]+'); k=${k:-0}
+  skipped=$((skipped + k))
   f=$(grep -oE '[0-9]+ failed' <<<"$summary" | grep -oE '^[0-9]+'); f=${f:-0}
   e=$(grep -oE '[0-9]+ errors?' <<<"$summary" | grep -oE '^[0-9]+'); e=${e:-0}
   if [ "$rc" -ne 0 ] && [ $((f + e)) -eq 0 ]; then f=1; fi
@@ -102,5 +107,6 @@ fi
 
 echo
 if [ ${#failures[@]} -gt 0 ]; then printf 'failed: %s\n' "${failures[@]}"; fi
-echo "$passed passed, $failed failed"
+if [ "$skipped" -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"
+else echo "$passed passed, $failed failed"; fi
 [ "$failed" -eq 0 ]
