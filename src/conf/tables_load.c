@@ -139,35 +139,6 @@ static void users_line(struct tables *t, const char *path, int line, char *s, st
         conf_error(e, path, line, "%s", reason);
 }
 
-int conf_load_users(struct tables *t, const char *path, struct conf_errors *e)
-{
-    int before = e->n;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        conf_error(e, path, 0,
-                   "cannot read the users file: %s; check it exists and that this "
-                   "user may read it",
-                   strerror(errno));
-        return e->n - before;
-    }
-    char *buf = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    int line = 0;
-    while ((n = getline(&buf, &cap, f)) >= 0) {
-        line++;
-        bool indented;
-        char *s = line_trim(buf, n, &indented);
-        if (*s && *s != '#')
-            users_line(t, path, line, s, e);
-    }
-    if (ferror(f))
-        conf_error(e, path, line + 1, "read error: %s; check the file", strerror(errno));
-    free(buf);
-    fclose(f);
-    return e->n - before;
-}
-
 /* One aliases line: name: member, member ... */
 static void aliases_line(struct tables *t, const char *path, int line, char *s, bool indented,
                          struct conf_errors *e)
@@ -242,16 +213,22 @@ static void aliases_line(struct tables *t, const char *path, int line, char *s, 
     free(members);
 }
 
-int conf_load_aliases(struct tables *t, const char *path, struct conf_errors *e, int *nlines)
+/* One meaningful line of a users or aliases file: comments and blank lines are skipped. */
+typedef void (*line_fn)(struct tables *t, const char *path, int line, char *s, bool indented,
+                        struct conf_errors *e);
+
+/* Reads a line-based table file, handing each meaningful line to fn. Sets *nlines to the file's
+ * line count; returns the number of errors added. */
+static int read_table_file(struct tables *t, const char *path, const char *what, line_fn fn,
+                           struct conf_errors *e, int *nlines)
 {
     int before = e->n;
     *nlines = 0;
     FILE *f = fopen(path, "r");
     if (!f) {
         conf_error(e, path, 0,
-                   "cannot read the aliases file: %s; check it exists and that this "
-                   "user may read it",
-                   strerror(errno));
+                   "cannot read the %s file: %s; check it exists and that this user may read it",
+                   what, strerror(errno));
         return e->n - before;
     }
     char *buf = NULL;
@@ -263,7 +240,7 @@ int conf_load_aliases(struct tables *t, const char *path, struct conf_errors *e,
         bool indented;
         char *s = line_trim(buf, n, &indented);
         if (*s && *s != '#')
-            aliases_line(t, path, line, s, indented, e);
+            fn(t, path, line, s, indented, e);
     }
     if (ferror(f))
         conf_error(e, path, line + 1, "read error: %s; check the file", strerror(errno));
@@ -271,4 +248,23 @@ int conf_load_aliases(struct tables *t, const char *path, struct conf_errors *e,
     free(buf);
     fclose(f);
     return e->n - before;
+}
+
+/* users_line without the indentation flag, which passwd-files do not use. */
+static void users_line_any(struct tables *t, const char *path, int line, char *s, bool indented,
+                           struct conf_errors *e)
+{
+    (void)indented;
+    users_line(t, path, line, s, e);
+}
+
+int conf_load_users(struct tables *t, const char *path, struct conf_errors *e)
+{
+    int nlines;
+    return read_table_file(t, path, "users", users_line_any, e, &nlines);
+}
+
+int conf_load_aliases(struct tables *t, const char *path, struct conf_errors *e, int *nlines)
+{
+    return read_table_file(t, path, "aliases", aliases_line, e, nlines);
 }

@@ -2,6 +2,7 @@
  * maps keyed by lowercased address, so every lookup the SMTP core makes is O(1) however many
  * users there are. Built once by conf/, checked by tables_finish, then read-only: lookups keep
  * all their state on the caller's stack, so any number of threads may share one table. */
+#include "util/err.h"
 #include "policy/tables.h"
 
 #include <stdarg.h>
@@ -44,19 +45,6 @@ struct tables {
     size_t naliases, aliascap;
     struct map alias_map; /* full and bare names share it: only full names contain '@' */
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* FNV-1a: short keys, no adversary choosing them (the admin writes the files). */
 static uint32_t hash_str(const char *s)
@@ -177,12 +165,12 @@ int tables_add_domain(struct tables *t, const char *domain, char *err, size_t er
 {
     char d[TABLES_ADDR_MAX + 1];
     if (!domain || !*domain || strchr(domain, '@') || lower_copy(d, 256, domain) < 0) {
-        set_err(err, errlen, "'%s' is not a domain name; write a name such as example.org",
+        err_set(err, errlen, "'%s' is not a domain name; write a name such as example.org",
                 domain ? domain : "");
         return -1;
     }
     if (map_get(&t->domain_map, d)) {
-        set_err(err, errlen, "domain %s is listed twice; remove one", d);
+        err_set(err, errlen, "domain %s is listed twice; remove one", d);
         return -1;
     }
     char *copy = strdup(d);
@@ -191,7 +179,7 @@ int tables_add_domain(struct tables *t, const char *domain, char *err, size_t er
         t->domains = nd;
     if (!copy || !nd || map_put(&t->domain_map, copy, (uint32_t)t->ndomains) < 0) {
         free(copy);
-        set_err(err, errlen, "out of memory adding domain %s; free some memory", d);
+        err_set(err, errlen, "out of memory adding domain %s; free some memory", d);
         return -1;
     }
     t->domains[t->ndomains++] = copy;
@@ -231,22 +219,22 @@ int tables_add_user(struct tables *t, const struct tables_user *u, char *err, si
     char addr[TABLES_ADDR_MAX + 1];
     size_t ll;
     if (lower_copy(addr, sizeof(addr), u->addr) < 0 || split_addr(addr, &ll) < 0) {
-        set_err(err, errlen, "user '%s' is not an address; write it as user@domain", u->addr);
+        err_set(err, errlen, "user '%s' is not an address; write it as user@domain", u->addr);
         return -1;
     }
     if (!map_get(&t->domain_map, addr + ll + 1)) {
-        set_err(err, errlen,
+        err_set(err, errlen,
                 "user %s: %s is not one of the local domains; add it to domains = in [server] or "
                 "fix the address",
                 addr, addr + ll + 1);
         return -1;
     }
     if (map_get(&t->user_map, addr)) {
-        set_err(err, errlen, "user %s is listed twice; remove one of the lines", addr);
+        err_set(err, errlen, "user %s is listed twice; remove one of the lines", addr);
         return -1;
     }
     if (map_get(&t->alias_map, addr)) {
-        set_err(err, errlen, "user %s is also an alias; rename one of the two", addr);
+        err_set(err, errlen, "user %s is also an alias; rename one of the two", addr);
         return -1;
     }
     struct tables_user *copy = malloc(sizeof(*copy));
@@ -255,7 +243,7 @@ int tables_add_user(struct tables *t, const struct tables_user *u, char *err, si
         t->users = nu;
     if (!copy || !nu) {
         free(copy);
-        set_err(err, errlen, "out of memory adding user %s; free some memory", addr);
+        err_set(err, errlen, "out of memory adding user %s; free some memory", addr);
         return -1;
     }
     *copy = *u;
@@ -263,7 +251,7 @@ int tables_add_user(struct tables *t, const struct tables_user *u, char *err, si
     lower_copy(copy->moved, sizeof(copy->moved), u->moved); /* same size: always fits */
     if (map_put(&t->user_map, copy->addr, (uint32_t)t->nusers) < 0) {
         free(copy);
-        set_err(err, errlen, "out of memory adding user %s; free some memory", addr);
+        err_set(err, errlen, "out of memory adding user %s; free some memory", addr);
         return -1;
     }
     t->users[t->nusers++] = copy;
@@ -328,18 +316,18 @@ int tables_add_alias_at(struct tables *t, const char *origin, const char *name,
     bool catchall = name && name[0] == '@';
     if (!name || lower_copy(n, sizeof(n), name) < 0 || !*n ||
         (catchall ? !n[1] || strchr(n + 1, '@') : strchr(n, '@') && split_addr(n, &ll) < 0)) {
-        set_err(err, errlen, "alias '%s' is not a name; write local@domain or a bare local part",
+        err_set(err, errlen, "alias '%s' is not a name; write local@domain or a bare local part",
                 name ? name : "");
         return -1;
     }
     if (t->ndomains == 0) {
-        set_err(err, errlen, "alias %s: no local domains yet; list them in domains = first", n);
+        err_set(err, errlen, "alias %s: no local domains yet; list them in domains = first", n);
         return -1;
     }
     const char *at = strchr(n, '@');
     const char *domain = at ? at + 1 : t->domains[0];
     if (at && !map_get(&t->domain_map, domain)) {
-        set_err(err, errlen,
+        err_set(err, errlen,
                 "alias %s: %s is not one of the local domains; add it to domains = in [server] "
                 "or fix the name",
                 n, domain);
@@ -349,18 +337,18 @@ int tables_add_alias_at(struct tables *t, const char *origin, const char *name,
     if (dup) {
         const char *first = t->aliases[dup->val]->origin;
         if (first)
-            set_err(err, errlen, "alias %s is defined twice (first at %s); merge them into one", n,
+            err_set(err, errlen, "alias %s is defined twice (first at %s); merge them into one", n,
                     first);
         else
-            set_err(err, errlen, "alias %s is defined twice; merge them into one", n);
+            err_set(err, errlen, "alias %s is defined twice; merge them into one", n);
         return -1;
     }
     if (at && map_get(&t->user_map, n)) {
-        set_err(err, errlen, "alias %s is also a user; rename one of the two", n);
+        err_set(err, errlen, "alias %s is also a user; rename one of the two", n);
         return -1;
     }
     if (nmembers == 0) {
-        set_err(err, errlen, "alias %s has no members; list at least one local user", n);
+        err_set(err, errlen, "alias %s has no members; list at least one local user", n);
         return -1;
     }
     struct alias *a = calloc(1, sizeof(*a));
@@ -374,7 +362,7 @@ int tables_add_alias_at(struct tables *t, const char *origin, const char *name,
     for (size_t i = 0; i < nmembers; i++) {
         a->members[i] = member_normalise(members[i], domain);
         if (!a->members[i]) {
-            set_err(err, errlen,
+            err_set(err, errlen,
                     "alias %s: member '%s' is not an address; write user@domain or a bare "
                     "local part",
                     n, members[i]);
@@ -393,7 +381,7 @@ int tables_add_alias_at(struct tables *t, const char *origin, const char *name,
     return 0;
 oom:
     alias_free(a);
-    set_err(err, errlen, "out of memory adding alias %s; free some memory", n);
+    err_set(err, errlen, "out of memory adding alias %s; free some memory", n);
     return -1;
 }
 
@@ -773,7 +761,7 @@ int tables_finish(struct tables *t, char *err, size_t errlen)
         free(c.state);
         free(c.reach);
         free(c.depth);
-        set_err(err, errlen, "out of memory checking aliases; free some memory\n");
+        err_set(err, errlen, "out of memory checking aliases; free some memory\n");
         return -1;
     }
     for (uint32_t i = 0; i < t->naliases; i++)

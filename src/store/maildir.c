@@ -3,6 +3,7 @@
  * message is written once into tmp/ of the first recipient, and at commit fsync'd, linked (or
  * copied, across filesystems) into new/ of every recipient as NAME,S=SIZE, each new/ fsync'd,
  * and only then reported delivered. A failure part-way removes every copy already made. */
+#include "util/err.h"
 #include "store/maildir.h"
 
 #include <errno.h>
@@ -47,26 +48,13 @@ static atomic_uint fresh_dirs;
 /* Process-wide part of the unique name, so two messages in the same microsecond differ. */
 static atomic_ulong name_counter;
 
-/* Writes a formatted reason into the caller's buffer, if it gave one. */
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Writes "maildir: WHAT PATH: strerror" into the caller's buffer. Thread-safe: commit reports
  * from workers. */
 static void set_errno(char *err, size_t errlen, const char *what, const char *path, int errnum)
 {
     char buf[128];
     const char *msg = strerror_r(errnum, buf, sizeof(buf));
-    set_err(err, errlen, "maildir: %s %s: %s", what, path, msg);
+    err_set(err, errlen, "maildir: %s %s: %s", what, path, msg);
 }
 
 /* Copies s into out with anything but printable ASCII replaced, so hostile mailboxes never
@@ -159,7 +147,7 @@ static int make_maildir(const char *data_dir, const char *box, bool *created, ch
     char path[PATH_MAX];
     size_t len = strlen(box);
     if (len + sizeof("/tmp") > sizeof(path)) {
-        set_err(err, errlen, "maildir: path too long: %.64s...", box);
+        err_set(err, errlen, "maildir: path too long: %.64s...", box);
         return -1;
     }
     memcpy(path, box, len + 1);
@@ -220,7 +208,7 @@ static char *dup_str(const char *s, char *err, size_t errlen)
 {
     char *d = strdup(s);
     if (!d)
-        set_err(err, errlen, "maildir: out of memory");
+        err_set(err, errlen, "maildir: out of memory");
     return d;
 }
 
@@ -230,14 +218,14 @@ static int prepare_boxes(struct maildir_msg *m, const char *const *mailboxes, si
 {
     m->boxes = calloc(n, sizeof(*m->boxes));
     if (!m->boxes) {
-        set_err(err, errlen, "maildir: out of memory");
+        err_set(err, errlen, "maildir: out of memory");
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
         char path[PATH_MAX];
         if (!mailboxes[i] || maildir_path(m->data_dir, mailboxes[i], path, sizeof(path)) != 0) {
             char shown[80];
-            set_err(err, errlen, "maildir: invalid mailbox \"%s\"",
+            err_set(err, errlen, "maildir: invalid mailbox \"%s\"",
                     mailboxes[i] ? printable(mailboxes[i], shown, sizeof(shown)) : "(null)");
             return -1;
         }
@@ -267,7 +255,7 @@ static int open_tmp(struct maildir_msg *m, const char *host, char *err, size_t e
         make_name(m->name, sizeof(m->name), host);
         int n = snprintf(path, sizeof(path), "%s/tmp/%s", m->boxes[0], m->name);
         if (n < 0 || (size_t)n >= sizeof(path)) {
-            set_err(err, errlen, "maildir: path too long in %.64s...", m->boxes[0]);
+            err_set(err, errlen, "maildir: path too long in %.64s...", m->boxes[0]);
             return -1;
         }
         m->fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
@@ -288,7 +276,7 @@ struct maildir_msg *maildir_begin(const char *data_dir, const char *hostname,
                                   char *err, size_t errlen)
 {
     if (!data_dir || !mailboxes || n == 0) {
-        set_err(err, errlen, "maildir: no data_dir or no recipients");
+        err_set(err, errlen, "maildir: no data_dir or no recipients");
         return NULL;
     }
     char host[256];
@@ -301,7 +289,7 @@ struct maildir_msg *maildir_begin(const char *data_dir, const char *hostname,
 
     struct maildir_msg *m = calloc(1, sizeof(*m));
     if (!m) {
-        set_err(err, errlen, "maildir: out of memory");
+        err_set(err, errlen, "maildir: out of memory");
         return NULL;
     }
     m->fd = -1;
@@ -326,7 +314,7 @@ struct maildir_msg *maildir_begin(const char *data_dir, const char *hostname,
         goto fail;
     if (id && idlen > 0) {
         if (strlen(m->name) >= idlen) {
-            set_err(err, errlen, "maildir: id buffer too small for %s", m->name);
+            err_set(err, errlen, "maildir: id buffer too small for %s", m->name);
             goto fail;
         }
         memcpy(id, m->name, strlen(m->name) + 1);
@@ -371,17 +359,17 @@ static void doom(struct maildir_msg *m, const char *reason)
 int maildir_append(struct maildir_msg *m, const void *buf, size_t len, char *err, size_t errlen)
 {
     if (m->failed) {
-        set_err(err, errlen, "%s", m->failure);
+        err_set(err, errlen, "%s", m->failure);
         return -1;
     }
     if (m->committed || m->fd < 0) {
-        set_err(err, errlen, "maildir: append to %s after commit", m->name);
+        err_set(err, errlen, "maildir: append to %s after commit", m->name);
         return -1;
     }
     if (write_all(m->fd, buf, len) != 0) {
         set_errno(m->failure, sizeof(m->failure), "write", m->tmp_path, errno);
         m->failed = true;
-        set_err(err, errlen, "%s", m->failure);
+        err_set(err, errlen, "%s", m->failure);
         return -1;
     }
     m->size += len;
@@ -445,7 +433,7 @@ static int copy_into(const struct maildir_msg *m, const char *box, const char *f
     size_t total = 0;
     int rc = -1;
     if (!buf) {
-        set_err(err, errlen, "maildir: out of memory copying to %s", tmp);
+        err_set(err, errlen, "maildir: out of memory copying to %s", tmp);
         goto done;
     }
     for (;;) {
@@ -465,7 +453,7 @@ static int copy_into(const struct maildir_msg *m, const char *box, const char *f
         total += (size_t)r;
     }
     if (total != m->size) {
-        set_err(err, errlen, "maildir: copy of %s has %zu bytes, expected %zu", m->tmp_path, total,
+        err_set(err, errlen, "maildir: copy of %s has %zu bytes, expected %zu", m->tmp_path, total,
                 m->size);
         goto done;
     }
@@ -517,11 +505,11 @@ static void rollback(const struct maildir_msg *m, size_t n, const char *final, c
 int maildir_commit(struct maildir_msg *m, char *err, size_t errlen)
 {
     if (m->committed) {
-        set_err(err, errlen, "maildir: %s already committed", m->name);
+        err_set(err, errlen, "maildir: %s already committed", m->name);
         return -1;
     }
     if (m->failed) {
-        set_err(err, errlen, "%s", m->failure);
+        err_set(err, errlen, "%s", m->failure);
         return -1;
     }
     char local_err[512];
@@ -552,7 +540,7 @@ int maildir_commit(struct maildir_msg *m, char *err, size_t errlen)
         char dst[PATH_MAX];
         int n = snprintf(dst, sizeof(dst), "%s/new/%s", box, final);
         if (n < 0 || (size_t)n >= sizeof(dst)) {
-            set_err(err, errlen, "maildir: path too long in %.64s...", box);
+            err_set(err, errlen, "maildir: path too long in %.64s...", box);
             ok = false;
             break;
         }
