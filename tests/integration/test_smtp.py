@@ -1090,3 +1090,40 @@ def test_runs_as_configured_user(server):
         c.quit()
     d = assert_delivered_once(server, "alice@example.org", msgid, msg)
     assert d.path.stat().st_uid == pw.pw_uid
+
+
+def test_storage_floor_452(ternd_factory):
+    """Free space below min_free_space: MAIL is refused 452 4.3.1, so nothing can be accepted."""
+    t = ternd_factory(config={"limits.min_free_space": "1000000G"})
+    with t.smtp() as c:
+        c.ehlo()
+        c.expect("MAIL FROM:<a@client.test>", "452 4.3.1")
+        c.expect("NOOP", "250")  # the session goes on; the client may retry later
+        c.quit()
+    assert t.all_delivered_files() == set()
+
+
+def test_store_failure_451_leaves_nothing(ternd_factory):
+    """One recipient's Maildir cannot take the message: 451 4.3.0, and no recipient keeps a copy
+    (all or nothing), no tmp/ file is left behind, the session goes on."""
+    t = ternd_factory()
+    bob = t.maildir("bob@example.org")
+    for sub in ("tmp", "cur"):
+        (bob / sub).mkdir(parents=True, exist_ok=True)
+    (bob / "new").write_text("a file where bob's new/ folder should be\n")
+    t.chown()
+    msgid, msg = make_message(frm="a@client.test", to="alice@example.org", subject="doomed")
+    with t.smtp() as c:
+        c.ehlo()
+        c.expect("MAIL FROM:<a@client.test>", "250")
+        c.expect("RCPT TO:<alice@example.org>", "250")
+        c.expect("RCPT TO:<bob@example.org>", "250")
+        r = c.cmd("DATA")
+        if r.code == 354:  # the failure may show at DATA (opening) or at the end (linking)
+            c.send_raw(dot_stuff(msg) + b".\r\n")
+            r = c.reply()
+        assert r.matches("451 4.3.0"), r
+        c.expect("NOOP", "250")
+        c.quit()
+    assert [d for d in t.mailbox("alice@example.org") if d.body == msg] == []
+    assert tmp_files(t.data_dir) == []
