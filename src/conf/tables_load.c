@@ -123,6 +123,14 @@ static void users_line(struct tables *t, const char *path, int line, char *s, st
         char *save = NULL;
         for (char *tok = strtok_r(f[F_EXTRA], " \t", &save); tok;
              tok = strtok_r(NULL, " \t", &save)) {
+            if (strcasecmp(tok, "nologin") == 0 || strncasecmp(tok, "nologin=", 8) == 0) {
+                u.locked = true; /* Dovecot's field: `tern user lock` writes it */
+                continue;
+            }
+            if (strcasecmp(tok, "admin") == 0 || strcasecmp(tok, "admin=yes") == 0) {
+                u.admin = true;
+                continue;
+            }
             if (strncasecmp(tok, "moved=", 6) != 0)
                 continue; /* Dovecot's own extra fields: not ours to judge */
             if (!addr_check(tok + 6, false, &why)) {
