@@ -10,7 +10,7 @@
 
 CC ?= cc
 BUILD ?= build
-PKGS := libevent libevent_pthreads openssl inih jansson libcrypt
+PKGS := libevent libevent_pthreads libevent_openssl openssl inih jansson libcrypt libgsasl
 OPT ?= -O2
 SAN ?=
 CFLAGS ?=

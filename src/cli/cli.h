@@ -8,6 +8,8 @@
 
 int cli_config(int argc, char **argv); /* tern config check [FILE] */
 int cli_init(int argc, char **argv);   /* tern init [DIR] [options] */
+int cli_user(int argc, char **argv);   /* tern user add|passwd|del|lock|unlock|list ... */
+int cli_queue(int argc, char **argv);  /* tern queue list [-c CONFIG] [--json] */
 
 /* Is s one of -h, --help? */
 int cli_is_help(const char *s);

@@ -5,7 +5,6 @@
  * the name is still free. */
 #include "cli/cli.h"
 
-#include <crypt.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -19,6 +18,8 @@
 #include <unistd.h>
 #include <fcntl.h>
 
+#include "auth/passwd.h"
+#include "auth/userfile.h"
 #include "conf/config.h"
 
 #define PASSWORD_LEN 16
@@ -206,21 +207,6 @@ static int make_dir(const char *dir)
     return 1;
 }
 
-static int write_all(int fd, const char *s, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, s, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        s += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Writes dir/name atomically and only if absent: temporary file, fsync, link into place, fsync
  * the folder. 1 created, 0 already there (left alone), -1 with a reason in err. */
 static int write_new(const char *dir, const char *name, const char *content, mode_t mode, char *err,
@@ -235,20 +221,9 @@ static int write_new(const char *dir, const char *name, const char *content, mod
     }
     if (lstat(path, &st) == 0)
         return 0;
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot create a file in %s: %s; check the folder's permissions", dir,
-                 strerror(errno));
+    if (userfile_write_temp(dir, name, content, strlen(content), mode, (uid_t)-1, (gid_t)-1, tmp,
+                            sizeof(tmp), err, errlen) < 0)
         return -1;
-    }
-    if (fchmod(fd, mode) < 0 || write_all(fd, content, strlen(content)) < 0 || fsync(fd) < 0) {
-        snprintf(err, errlen, "cannot write %s: %s; check free space and permissions", tmp,
-                 strerror(errno));
-        close(fd);
-        unlink(tmp);
-        return -1;
-    }
-    close(fd);
     int r = 1;
     if (link(tmp, path) < 0) {
         if (errno == EEXIST) {
@@ -260,13 +235,8 @@ static int write_new(const char *dir, const char *name, const char *content, mod
         }
     }
     unlink(tmp);
-    if (r == 1) {
-        int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-        if (dfd >= 0) {
-            fsync(dfd); /* the new name survives a crash too */
-            close(dfd);
-        }
-    }
+    if (r == 1)
+        userfile_sync_dir(dir); /* the new name survives a crash too */
     return r;
 }
 
@@ -289,26 +259,6 @@ static int make_password(char *out)
     }
     out[n] = '\0';
     return 0;
-}
-
-/* The yescrypt hash of password, as crypt(3) writes it. */
-static int hash_password(const char *password, char *out, size_t n)
-{
-    char salt[CRYPT_GENSALT_OUTPUT_SIZE];
-    if (!crypt_gensalt_rn("$y$", 0, NULL, 0, salt, sizeof(salt)))
-        return -1;
-    struct crypt_data *data = calloc(1, sizeof(*data));
-    if (!data)
-        return -1;
-    const char *h = crypt_r(password, salt, data);
-    int r = -1;
-    if (h && strncmp(h, "$y$", 3) == 0 && strlen(h) < n) {
-        strcpy(out, h);
-        r = 0;
-    }
-    explicit_bzero(data, sizeof(*data));
-    free(data);
-    return r;
 }
 
 static int make_conf(const struct init_opts *o, char *buf, size_t n)
@@ -420,12 +370,14 @@ int cli_init(int argc, char **argv)
     struct stat st;
     char password[PASSWORD_LEN + 1] = "";
     if (lstat(path, &st) < 0) {
-        char hash[256], users[1024];
-        if (make_password(password) < 0 || hash_password(password, hash, sizeof(hash)) < 0) {
-            fprintf(stderr,
-                    "tern init: cannot make a password hash: %s; check that libxcrypt "
-                    "supports yescrypt\n",
-                    strerror(errno));
+        char hash[256], users[1024], why[256];
+        if (make_password(password) < 0) {
+            fprintf(stderr, "tern init: cannot make a random password: %s\n", strerror(errno));
+            return EX_SOFTWARE;
+        }
+        if (passwd_hash_crypt(password, PASSWORD_LEN, hash, sizeof(hash), why, sizeof(why)) < 0) {
+            fprintf(stderr, "tern init: cannot make a password hash: %s\n", why);
+            explicit_bzero(password, sizeof(password));
             return EX_SOFTWARE;
         }
         snprintf(users, sizeof(users),
@@ -433,7 +385,7 @@ int cli_init(int argc, char **argv)
                  "#   user@domain:{CRYPT}hash:uid:gid:Full Name:home:shell:extra fields\n"
                  "# Make a hash with `mkpasswd -m yescrypt`. Extra field moved=new@addr marks a\n"
                  "# user who has left.\n"
-                 "%s@%s:{CRYPT}%s:::Administrator:::\n",
+                 "%s@%s:%s:::Administrator:::\n",
                  o.local, o.domain, hash);
         r = write_new(o.dir, "users", users, 0640, err, sizeof(err));
         explicit_bzero(users, sizeof(users));

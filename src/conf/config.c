@@ -19,9 +19,19 @@
 
 #define MAX_DOMAINS 1024
 
-enum section { SEC_SERVER, SEC_LISTEN, SEC_LIMITS, SEC_POLICY, SEC_COUNT, SEC_NONE };
+enum section {
+    SEC_SERVER,
+    SEC_LISTEN,
+    SEC_LIMITS,
+    SEC_POLICY,
+    SEC_TLS,
+    SEC_AUTH,
+    SEC_COUNT,
+    SEC_NONE
+};
 
-static const char *const section_names[SEC_COUNT] = {"server", "listen", "limits", "policy"};
+static const char *const section_names[SEC_COUNT] = {"server", "listen", "limits",
+                                                     "policy", "tls",    "auth"};
 
 enum ktype {
     K_HOSTNAME,
@@ -37,6 +47,9 @@ enum ktype {
     K_SIZE,    /* a uint64_t byte size */
     K_DENY,
     K_DISCLOSE,
+    K_TLS_CERT,
+    K_TLS_KEY,
+    K_PLAINTEXT,
 };
 
 struct key {
@@ -75,6 +88,11 @@ static const struct key keys[] = {
     {SEC_POLICY, "deny", K_DENY, true, 0, 0, 0, 0},
     {SEC_POLICY, "vrfy", K_DISCLOSE, false, F(vrfy), 0, 0, 0},
     {SEC_POLICY, "expn", K_DISCLOSE, false, F(expn), 0, 0, 0},
+    {SEC_TLS, "cert", K_TLS_CERT, false, 0, 0, 0, 0},
+    {SEC_TLS, "key", K_TLS_KEY, false, 0, 0, 0, 0},
+    {SEC_AUTH, "plaintext", K_PLAINTEXT, false, 0, 0, 0, 0},
+    {SEC_AUTH, "max_failures", K_COUNT, false, F(auth_max_failures), 1, 1000000, 0},
+    {SEC_AUTH, "window", K_SECONDS, false, F(auth_window), 1, 86400, 0},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -93,6 +111,8 @@ struct loader {
     char data_dir[PATH_MAX];     /* as written */
     char users[PATH_MAX];        /* as written */
     char aliases[PATH_MAX];      /* as written */
+    char tls_cert[PATH_MAX];     /* as written, "" when not set */
+    char tls_key[PATH_MAX];      /* as written */
     char *domains[MAX_DOMAINS];
     size_t ndomains;
 };
@@ -487,15 +507,6 @@ static void set_listen(struct loader *l, const struct key *k, const char *v)
         lerr(l, "%s = %s: not a listening address; %s", k->name, v, why);
         return;
     }
-    if (li.kind == LISTEN_SMTPS) {
-        /* Serving plain SMTP on the implicit-TLS port would hand clients a cleartext session
-         * they believe is encrypted: refuse until TLS exists. */
-        lerr(l,
-             "smtps = %s: implicit TLS is not available in this version; remove the line or "
-             "comment it out",
-             v);
-        return;
-    }
     for (size_t i = 0; i < c->nlisteners; i++) {
         const struct conf_listener *o = &c->listeners[i];
         bool same_family = (strchr(o->host, ':') != NULL) == (family == AF_INET6);
@@ -589,6 +600,23 @@ static void set_value(struct loader *l, const struct key *k, const char *v)
         return;
     case K_ALIASES:
         set_path(l, k, v, l->aliases);
+        return;
+    case K_TLS_CERT:
+        set_path(l, k, v, l->tls_cert);
+        return;
+    case K_TLS_KEY:
+        set_path(l, k, v, l->tls_key);
+        return;
+    case K_PLAINTEXT:
+        if (strcasecmp(v, "no") == 0)
+            c->auth_plaintext_loopback = false;
+        else if (strcasecmp(v, "loopback") == 0)
+            c->auth_plaintext_loopback = true;
+        else
+            lerr(l,
+                 "plaintext = %s: not a choice; write no (AUTH only under TLS) or loopback "
+                 "(also in clear from 127.0.0.1 and ::1, for tests)",
+                 v);
         return;
     case K_USER: {
         size_t len = strlen(v);
@@ -739,6 +767,45 @@ static int conf_dir(const char *file, char *out)
     return realpath(tmp, out) ? 0 : -1;
 }
 
+static int tls_line(const struct loader *l, const char *name)
+{
+    int line = key_line(l, name);
+    return line ? line : where(l, SEC_TLS);
+}
+
+/* [tls]: both files or neither, both readable; an smtps listener needs them. Whether they hold
+ * a usable certificate and key is checked by OpenSSL when ternd loads them (net/tls.c). */
+static void conf_finish_tls(struct loader *l, bool dirs_ok)
+{
+    struct conf *c = l->c;
+    if (!l->tls_cert[0] != !l->tls_key[0]) {
+        conf_error(l->e, l->file, where(l, SEC_TLS),
+                   "[tls] needs both cert = and key = (or neither, for no TLS)");
+        return;
+    }
+    if (l->tls_cert[0] && dirs_ok) {
+        const char *name[2] = {"cert", "key"};
+        const char *rel[2] = {l->tls_cert, l->tls_key};
+        char *dst[2] = {c->tls_cert, c->tls_key};
+        for (int i = 0; i < 2; i++) {
+            if (path_join(dst[i], PATH_MAX, c->data_dir, rel[i]) < 0)
+                conf_error(l->e, l->file, tls_line(l, name[i]), "%s path is too long", name[i]);
+            else if (access(dst[i], R_OK) != 0)
+                conf_error(l->e, l->file, tls_line(l, name[i]),
+                           "%s %s: %s; create it (make run makes a self-signed one) or fix the "
+                           "path",
+                           name[i], dst[i], strerror(errno));
+        }
+    }
+    if (!l->tls_cert[0])
+        for (size_t i = 0; i < c->nlisteners; i++)
+            if (c->listeners[i].kind == LISTEN_SMTPS)
+                conf_error(l->e, l->file, where(l, SEC_LISTEN),
+                           "smtps listener on port %d needs a certificate: add cert = and key = "
+                           "under [tls]",
+                           c->listeners[i].port);
+}
+
 /* Defaults, paths, required keys, then the users and aliases files. */
 static void conf_finish(struct loader *l)
 {
@@ -800,6 +867,7 @@ static void conf_finish(struct loader *l)
                    "aliases path is too long; shorten it");
         dirs_ok = false;
     }
+    conf_finish_tls(l, dirs_ok);
     /* Without domains or files every user line would be an error too: stop here. */
     if (!dirs_ok || l->ndomains == 0)
         return;
@@ -896,6 +964,8 @@ struct conf *conf_load(const char *file, char *err, size_t errlen)
         .min_free_space = 100u << 20,
         .vrfy = DISCLOSE_AUTHENTICATED,
         .expn = DISCLOSE_AUTHENTICATED,
+        .auth_max_failures = 5,
+        .auth_window = 600,
     };
     snprintf(c->path, sizeof(c->path), "%s", file);
     l->c = c;

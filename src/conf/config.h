@@ -67,6 +67,15 @@ struct conf {
     enum conf_disclose vrfy; /* vrfy = none|authenticated|all (default authenticated) */
     enum conf_disclose expn; /* expn = none|authenticated|all (default authenticated) */
 
+    /* [tls] */
+    char tls_cert[PATH_MAX]; /* cert: PEM chain, absolute; "" = no TLS */
+    char tls_key[PATH_MAX];  /* key: PEM private key, absolute */
+
+    /* [auth] */
+    bool auth_plaintext_loopback; /* plaintext = loopback: AUTH in clear from 127/8 and ::1 */
+    size_t auth_max_failures;     /* max_failures (default 5) per IP and per user in window */
+    int auth_window;              /* window seconds (default 600) */
+
     struct tables *tables; /* domains + users + aliases, owned */
 };
 

@@ -1,12 +1,16 @@
-/* One client connection: moves bytes between its socket (a libevent bufferevent) and its SMTP
- * session core, performs the core's store requests (open/append on the loop, which touch only
- * the page cache; the fsync'ing commit on the worker pool), applies the timeouts and the
- * connection limits, and closes only after the last reply has been written. */
+/* One client connection: moves bytes between its socket (a libevent bufferevent, with an
+ * OpenSSL filter once TLS starts) and its SMTP session core, and performs the core's requests:
+ * the store (open/append on the loop, which touch only the page cache; the fsync'ing commit on
+ * the worker pool), the TLS handshake, and SASL steps (on the worker pool: they hash). Applies
+ * the timeouts, connection limits and AUTH throttling, and closes only after the last reply has
+ * been written. */
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +18,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth/sasl.h"
+#include "auth/throttle.h"
 #include "net/server.h"
+#include "net/tls.h"
 #include "smtp/session.h"
 #include "store/maildir.h"
+#include "store/spool.h"
 #include "util/log.h"
 #include "work/pool.h"
 
@@ -29,25 +37,41 @@ struct conn {
     struct bufferevent *bev;
     struct conf *conf;
     struct smtp_env env;
-    struct smtp_session *s;
+    struct smtp_session *s; /* NULL until an smtps handshake is done */
     enum conf_listener_kind kind;
     int family;
     unsigned char addr[16];
     char ip[INET6_ADDRSTRLEN];
     int port;
+    char tls_info[160];
     struct maildir_msg *msg;
-    bool committing; /* a COMMIT is on the worker pool */
-    bool dead;       /* the socket is gone: free when the commit comes back */
+    struct spool_msg *spool;
+    struct sasl_conn *sasl;
+    bool busy;               /* a job (commit or SASL step) is on the worker pool */
+    bool dead;               /* the socket is gone: free when the job comes back */
+    bool handshaking;        /* TLS handshake under way */
+    struct event *hold;      /* delays the reply to a failed AUTH */
+    struct smtp_result held; /* that reply */
     time_t started;
 };
 
-struct commit_job {
+enum job_kind { JOB_COMMIT, JOB_AUTH };
+
+struct job {
     struct conn *c;
+    enum job_kind kind;
     int rc;
     char err[256];
+    char *in;  /* AUTH: the client's response, or NULL */
+    char *out; /* AUTH: the challenge */
+    enum sasl_status st;
+    char user[TABLES_ADDR_MAX + 1];
 };
 
 static void conn_drive(struct conn *c);
+static void read_cb(struct bufferevent *bev, void *arg);
+static void write_cb(struct bufferevent *bev, void *arg);
+static void event_cb(struct bufferevent *bev, short what, void *arg);
 
 static bool storage_ok(void *ctx)
 {
@@ -66,18 +90,36 @@ static time_t now(void *ctx)
     return time(NULL);
 }
 
+static bool auth_mech_ok(void *ctx, const char *mech, size_t len)
+{
+    struct conn *c = ctx;
+    return c->srv->sasl && sasl_supported(c->srv->sasl, mech, len);
+}
+
+static bool is_loopback(const struct conn *c)
+{
+    static const unsigned char v6[16] = {[15] = 1};
+    return c->family == AF_INET ? c->addr[0] == 127 : memcmp(c->addr, v6, 16) == 0;
+}
+
 static void conn_free(struct conn *c)
 {
     struct server *srv = c->srv;
-    if (c->committing) { /* the worker still writes through c->msg: finish that first */
+    if (c->busy) { /* a worker still uses c->msg or c->sasl: finish that first */
         c->dead = true;
         return;
     }
-    struct smtp_stats st;
-    smtp_session_stats(c->s, &st);
-    log_info("disconnect from %s port %d: %zu messages, %llu bytes in, %ld s", c->ip, c->port,
-             st.messages, (unsigned long long)st.bytes_in, (long)(time(NULL) - c->started));
+    if (c->s) {
+        struct smtp_stats st;
+        smtp_session_stats(c->s, &st);
+        log_info("disconnect from %s port %d: %zu messages, %llu bytes in, %ld s", c->ip, c->port,
+                 st.messages, (unsigned long long)st.bytes_in, (long)(time(NULL) - c->started));
+    }
     maildir_free(c->msg);
+    spool_free(c->spool);
+    sasl_conn_free(c->sasl);
+    if (c->hold)
+        event_free(c->hold);
     smtp_session_free(c->s);
     if (c->bev)
         bufferevent_free(c->bev);
@@ -102,94 +144,322 @@ static void flush(struct conn *c)
         smtp_session_output_sent(c->s, n);
 }
 
-static void fail_result(struct smtp_result *r, const char *text)
+static void fail_result(struct smtp_result *r, int code, const char *enh, const char *text)
 {
     r->ok = false;
-    r->code = 451;
-    snprintf(r->enh, sizeof r->enh, "4.3.0");
+    r->code = code;
+    snprintf(r->enh, sizeof r->enh, "%s", enh);
     snprintf(r->text, sizeof r->text, "%s", text);
 }
 
-static void commit_run(void *arg)
+/* Hands a job to the pool; the connection waits (reads nothing) until it is done. */
+static bool submit(struct conn *c, struct job *j, pool_fn run, pool_fn done)
 {
-    struct commit_job *j = arg;
-    j->rc = maildir_commit(j->c->msg, j->err, sizeof j->err);
+    j->c = c; /* before submitting: a worker may start on it at once */
+    if (pool_submit(c->srv->pool, run, done, j) != 0)
+        return false;
+    c->busy = true;
+    bufferevent_disable(c->bev, EV_READ); /* pipelined input waits for the reply */
+    return true;
 }
 
-static void commit_done(void *arg)
+/* A job is back on the loop: resume the session unless the client has gone. */
+static bool job_back(struct conn *c)
 {
-    struct commit_job *j = arg;
-    struct conn *c = j->c;
-    struct smtp_result r = {.ok = j->rc == 0};
-    const struct smtp_txn *t = smtp_session_request(c->s)->txn;
-    if (j->rc == 0) {
-        log_info("accepted %s from <%s> via %s: %zu recipients, %zu mailboxes, %zu bytes",
-                 c->env.peer_ip, t->from, c->kind == LISTEN_SUBMISSION ? "submission" : "smtp",
-                 t->nrcpts, t->nmailboxes, maildir_size(c->msg));
-    } else {
-        log_err("could not store message from <%s> (%s): %s", t->from, c->ip, j->err);
-        fail_result(&r, "Local error in processing: message not stored, try again later");
-    }
-    maildir_free(c->msg);
-    c->msg = NULL;
-    c->committing = false;
-    free(j);
+    c->busy = false;
     if (c->dead) {
         conn_free(c);
-        return;
+        return false;
     }
-    smtp_session_resume(c->s, &r);
+    return true;
+}
+
+static void resume(struct conn *c, const struct smtp_result *r)
+{
+    smtp_session_resume(c->s, r);
     bufferevent_enable(c->bev, EV_READ);
     conn_drive(c);
 }
 
-/* Performs the core's requests until one must wait for a worker. False when it must. */
+/* --- storing ---------------------------------------------------------------------------- */
+
+static void commit_run(void *arg)
+{
+    struct job *j = arg;
+    struct conn *c = j->c;
+    j->rc = 0;
+    if (c->spool)
+        j->rc = spool_commit(c->spool, j->err, sizeof j->err);
+    if (j->rc == 0 && c->msg) {
+        j->rc = maildir_commit(c->msg, j->err, sizeof j->err);
+        if (j->rc != 0 && c->spool) { /* all or nothing: take the queued copy back */
+            char err2[256];
+            if (spool_uncommit(c->spool, err2, sizeof err2) != 0)
+                log_err("could not take back the queued copy: %s", err2);
+        }
+    }
+}
+
+static void commit_done(void *arg)
+{
+    struct job *j = arg;
+    struct conn *c = j->c;
+    struct smtp_result r = {.ok = j->rc == 0};
+    const struct smtp_txn *t = smtp_session_request(c->s)->txn;
+    if (j->rc == 0)
+        log_info("accepted %s from <%s> via %s%s%s: %zu recipients, %zu mailboxes, %zu queued, "
+                 "%zu bytes",
+                 c->ip, t->from, c->kind == LISTEN_SUBMISSION ? "submission" : "smtp",
+                 t->auth_user[0] ? " as " : "", t->auth_user, t->nrcpts, t->nmailboxes, t->nforeign,
+                 c->msg ? maildir_size(c->msg) : 0);
+    else {
+        log_err("could not store message from <%s> (%s): %s", t->from, c->ip, j->err);
+        fail_result(&r, 451, "4.3.0",
+                    "Local error in processing: message not stored, try "
+                    "again later");
+    }
+    maildir_free(c->msg);
+    c->msg = NULL;
+    spool_free(c->spool);
+    c->spool = NULL;
+    free(j);
+    if (job_back(c))
+        resume(c, &r);
+}
+
+static void store_begin(struct conn *c, const struct smtp_request *q, struct smtp_result *r)
+{
+    const struct smtp_txn *t = q->txn;
+    char err[256];
+    size_t n = t->nmailboxes > t->nforeign ? t->nmailboxes : t->nforeign;
+    const char **list = calloc(n ? n : 1, sizeof *list);
+    if (!list) {
+        fail_result(r, 451, "4.3.0", "Out of memory, try again later");
+        return;
+    }
+    if (t->nforeign) {
+        for (size_t i = 0; i < t->nforeign; i++)
+            list[i] = t->foreign[i];
+        c->spool = spool_begin(c->conf->data_dir, t->from, list, t->nforeign, t->auth_user, r->id,
+                               sizeof r->id, err, sizeof err);
+        if (!c->spool)
+            log_err("could not open a queue file: %s", err);
+    }
+    if (t->nmailboxes && (c->spool || !t->nforeign)) {
+        for (size_t i = 0; i < t->nmailboxes; i++)
+            list[i] = t->mailboxes[i];
+        c->msg = maildir_begin(c->conf->data_dir, c->conf->hostname, list, t->nmailboxes, r->id,
+                               sizeof r->id, err, sizeof err);
+        if (!c->msg)
+            log_err("could not open a message file: %s", err);
+    }
+    free(list);
+    if ((t->nforeign && !c->spool) || (t->nmailboxes && !c->msg)) {
+        spool_free(c->spool);
+        c->spool = NULL;
+        maildir_free(c->msg);
+        c->msg = NULL;
+        fail_result(r, 451, "4.3.0", "Local error in processing: cannot store mail now, try later");
+    }
+}
+
+static void store_append(struct conn *c, const struct smtp_request *q, struct smtp_result *r)
+{
+    char err[256];
+    if ((c->msg && maildir_append(c->msg, q->data, q->len, err, sizeof err) != 0) ||
+        (c->spool && spool_append(c->spool, q->data, q->len, err, sizeof err) != 0)) {
+        log_err("could not write message data: %s", err);
+        fail_result(r, 451, "4.3.0", "Local error in processing: cannot store mail now, try later");
+    }
+}
+
+/* --- AUTH ------------------------------------------------------------------------------- */
+
+static void auth_run(void *arg)
+{
+    struct job *j = arg;
+    char why[256] = "";
+    j->st = sasl_conn_step(j->c->sasl, j->in, &j->out, j->user, sizeof j->user, why, sizeof why);
+    snprintf(j->err, sizeof j->err, "%s", why);
+}
+
+static void hold_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    resume(c, &c->held);
+}
+
+static void auth_done(void *arg)
+{
+    struct job *j = arg;
+    struct conn *c = j->c;
+    struct smtp_result r = {0};
+    char authid[TABLES_ADDR_MAX + 1];
+    snprintf(authid, sizeof authid, "%s", c->sasl ? sasl_conn_authid(c->sasl) : "");
+    time_t t = time(NULL);
+    unsigned delay = 0;
+    switch (j->st) {
+    case SASL_CONTINUE:
+        r.ok = true;
+        r.more = true;
+        if (snprintf(r.challenge, sizeof r.challenge, "%s", j->out ? j->out : "") >=
+            (int)sizeof r.challenge)
+            fail_result(&r, 454, "4.7.0", "Temporary authentication failure");
+        break;
+    case SASL_OK:
+        if (throttle_blocked(c->srv->throttle, c->ip, j->user, t)) {
+            log_warn("auth refused for %s from %s: too many recent failures", j->user, c->ip);
+            fail_result(&r, 454, "4.7.0", "Too many authentication failures; try again later");
+            break;
+        }
+        r.ok = true;
+        snprintf(r.user, sizeof r.user, "%s", j->user);
+        log_info("auth ok: %s from %s port %d", j->user, c->ip, c->port);
+        break;
+    case SASL_BAD_BASE64:
+        fail_result(&r, 501, "5.5.2", "Invalid base64 data");
+        break;
+    case SASL_FAIL:
+    case SASL_NOT_ADMIN:
+        throttle_fail(c->srv->throttle, c->ip, authid, t);
+        delay = throttle_delay(c->srv->throttle, c->ip, authid, t);
+        log_warn("auth failed for '%s' from %s port %d: %s", authid, c->ip, c->port, j->err);
+        /* Promise 3: the same reply whether the user or the password was wrong */
+        fail_result(&r, 535, "5.7.8", "Authentication credentials invalid");
+        break;
+    case SASL_TEMP:
+        log_err("auth error for '%s' from %s: %s", authid, c->ip, j->err);
+        fail_result(&r, 454, "4.7.0", "Temporary authentication failure");
+        break;
+    }
+    if (!r.more) {
+        sasl_conn_free(c->sasl);
+        c->sasl = NULL;
+    }
+    free(j->in);
+    free(j->out);
+    free(j);
+    if (!job_back(c))
+        return;
+    if (delay > 0) {
+        c->held = r;
+        if (!c->hold)
+            c->hold = evtimer_new(c->srv->base, hold_done, c);
+        struct timeval tv = {delay, 0};
+        if (c->hold && evtimer_add(c->hold, &tv) == 0)
+            return; /* the reply goes out when the delay is over; input waits */
+    }
+    resume(c, &r);
+}
+
+/* Starts or continues a SASL exchange; false when a job went to the pool. */
+static bool auth_request(struct conn *c, const struct smtp_request *q, struct smtp_result *r)
+{
+    if (q->auth_cancel) {
+        sasl_conn_free(c->sasl);
+        c->sasl = NULL;
+        r->ok = true;
+        return true;
+    }
+    if (q->mech) {
+        char err[256];
+        if (throttle_blocked(c->srv->throttle, c->ip, "", time(NULL))) {
+            fail_result(r, 454, "4.7.0", "Too many authentication failures; try again later");
+            return true;
+        }
+        sasl_conn_free(c->sasl);
+        c->sasl = sasl_conn_new(c->srv->sasl, q->mech, c->conf->tables, err, sizeof err);
+        if (!c->sasl) {
+            log_err("cannot start %s for %s: %s", q->mech, c->ip, err);
+            fail_result(r, 454, "4.7.0", "Temporary authentication failure");
+            return true;
+        }
+    }
+    struct job *j = calloc(1, sizeof *j);
+    if (j && q->auth_data && !(j->in = strdup(q->auth_data))) {
+        free(j);
+        j = NULL;
+    }
+    if (!j || !submit(c, j, auth_run, auth_done)) {
+        if (j)
+            free(j->in);
+        free(j);
+        fail_result(r, 454, "4.7.0", "Temporary authentication failure");
+        return true;
+    }
+    j->kind = JOB_AUTH;
+    return false;
+}
+
+/* --- TLS -------------------------------------------------------------------------------- */
+
+/* Wraps the connection in TLS. For STARTTLS the 220 is already in the plain output buffer and
+ * goes out first; whatever the client pipelined after STARTTLS is thrown away (CVE-2011-0411). */
+static bool start_tls(struct conn *c)
+{
+    SSL *ssl = c->srv->tls_ctx ? SSL_new(c->srv->tls_ctx) : NULL;
+    if (!ssl)
+        return false;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    struct bufferevent *tb = bufferevent_openssl_filter_new(
+        c->srv->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!tb) {
+        SSL_free(ssl);
+        return false;
+    }
+    c->bev = tb;
+    c->handshaking = true;
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, CONN_IN_HIGH);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    return true;
+}
+
+/* --- driving the session ---------------------------------------------------------------- */
+
+/* Performs the core's requests until one must wait (a worker, a handshake). False then. */
 static bool do_requests(struct conn *c)
 {
     const struct smtp_request *q;
     while ((q = smtp_session_request(c->s))) {
         struct smtp_result r = {.ok = true};
-        char err[256];
         switch (q->type) {
-        case SMTP_REQ_STORE_BEGIN: {
-            const char **boxes = calloc(q->txn->nmailboxes, sizeof *boxes);
-            if (!boxes) {
-                fail_result(&r, "Out of memory, try again later");
-                break;
-            }
-            for (size_t i = 0; i < q->txn->nmailboxes; i++)
-                boxes[i] = q->txn->mailboxes[i];
-            c->msg = maildir_begin(c->conf->data_dir, c->conf->hostname, boxes, q->txn->nmailboxes,
-                                   r.id, sizeof r.id, err, sizeof err);
-            free(boxes);
-            if (!c->msg) {
-                log_err("could not open a message file: %s", err);
-                fail_result(&r, "Local error in processing: cannot store mail now, try later");
-            }
+        case SMTP_REQ_STORE_BEGIN:
+            store_begin(c, q, &r);
             break;
-        }
         case SMTP_REQ_STORE_APPEND:
-            if (maildir_append(c->msg, q->data, q->len, err, sizeof err) != 0) {
-                log_err("could not write message data: %s", err);
-                fail_result(&r, "Local error in processing: cannot store mail now, try later");
-            }
+            store_append(c, q, &r);
             break;
         case SMTP_REQ_STORE_COMMIT: {
-            struct commit_job *j = calloc(1, sizeof *j);
-            if (j)
-                j->c = c; /* before submitting: a worker may start on it at once */
-            if (!j || pool_submit(c->srv->pool, commit_run, commit_done, j) != 0) {
+            struct job *j = calloc(1, sizeof *j);
+            if (!j || !submit(c, j, commit_run, commit_done)) {
                 free(j);
-                fail_result(&r, "Local error in processing: try again later");
+                fail_result(&r, 451, "4.3.0", "Local error in processing: try again later");
                 break;
             }
-            c->committing = true;
-            bufferevent_disable(c->bev, EV_READ); /* pipelined input waits for the 250 */
+            j->kind = JOB_COMMIT;
             return false;
         }
         case SMTP_REQ_STORE_ABORT:
             maildir_free(c->msg);
             c->msg = NULL;
+            spool_free(c->spool);
+            c->spool = NULL;
+            break;
+        case SMTP_REQ_STARTTLS:
+            flush(c); /* the 220 goes out in clear, before the handshake */
+            if (!start_tls(c)) {
+                log_err("cannot start TLS for %s", c->ip);
+                smtp_session_shutdown(c->s); /* promised TLS, cannot give it: give up */
+                return true;
+            }
+            return false;
+        case SMTP_REQ_AUTH:
+            if (!auth_request(c, q, &r))
+                return false;
             break;
         }
         smtp_session_resume(c->s, &r);
@@ -207,11 +477,14 @@ static void set_timeouts(struct conn *c)
 
 static void conn_drive(struct conn *c)
 {
+    if (!c->s || c->busy || c->handshaking || (c->hold && evtimer_pending(c->hold, NULL)))
+        return;
     struct evbuffer *in = bufferevent_get_input(c->bev);
     struct evbuffer *outbuf = bufferevent_get_output(c->bev);
     for (;;) {
         if (!do_requests(c)) {
-            flush(c);
+            if (!c->handshaking)
+                flush(c);
             return;
         }
         if (c->srv->draining && !smtp_session_in_data(c->s))
@@ -248,21 +521,48 @@ static void read_cb(struct bufferevent *bev, void *arg)
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
+    if (!c->s)
+        return;
     if (smtp_session_wants_close(c->s) != SMTP_OPEN) {
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !c->busy)
             conn_free(c);
         return;
     }
-    if (!c->committing && evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+    if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
         conn_drive(c); /* input held back while the client was not reading */
+}
+
+static void start_session(struct conn *c);
+
+static void handshake_done(struct conn *c)
+{
+    c->handshaking = false;
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    tls_describe(ssl, c->tls_info, sizeof c->tls_info);
+    log_info("TLS with %s port %d: %s", c->ip, c->port, c->tls_info);
+    if (!c->s) { /* smtps: the greeting comes now */
+        start_session(c);
+        return;
+    }
+    struct smtp_result r = {.ok = true};
+    snprintf(r.tls_info, sizeof r.tls_info, "%s", c->tls_info);
+    resume(c, &r);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
     (void)bev;
+    if ((what & BEV_EVENT_CONNECTED) && c->handshaking) {
+        handshake_done(c);
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT) {
         log_info("timeout for %s port %d", c->ip, c->port);
+        if (!c->s || c->handshaking) {
+            conn_free(c);
+            return;
+        }
         smtp_session_timeout(c->s);
         flush(c);
         bufferevent_disable(c->bev, EV_READ);
@@ -273,8 +573,16 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
             conn_free(c);
         return;
     }
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (c->handshaking) {
+            unsigned long e = bufferevent_get_openssl_error(c->bev);
+            char buf[256] = "connection closed";
+            if (e)
+                ERR_error_string_n(e, buf, sizeof buf);
+            log_info("TLS handshake with %s port %d failed: %s", c->ip, c->port, buf);
+        }
         conn_free(c);
+    }
 }
 
 static size_t count_ip(struct server *srv, int family, const unsigned char *addr)
@@ -285,6 +593,19 @@ static size_t count_ip(struct server *srv, int family, const unsigned char *addr
         if (c->family == family && memcmp(c->addr, addr, len) == 0 && !c->env.over_limit)
             n++;
     return n;
+}
+
+/* The session begins: at accept, or after the handshake on the smtps listener. */
+static void start_session(struct conn *c)
+{
+    if (c->kind == LISTEN_SMTPS)
+        c->env.tls_info = c->tls_info;
+    c->s = smtp_session_new(&c->env);
+    if (!c->s) {
+        conn_free(c);
+        return;
+    }
+    conn_drive(c); /* sends the greeting */
 }
 
 void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, socklen_t salen,
@@ -337,32 +658,50 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, socklen_
         .vrfy = (enum smtp_disclose)cf->vrfy,
         .expn = (enum smtp_disclose)cf->expn,
         .tables = cf->tables,
+        .tls_available = srv->tls_ctx != NULL,
+        .tls_active = kind == LISTEN_SMTPS,
+        .auth_mechs = srv->sasl ? sasl_mechanisms(srv->sasl) : NULL,
+        .auth_cleartext_ok = cf->auth_plaintext_loopback && is_loopback(c),
+        .auth_mech_ok = auth_mech_ok,
         .storage_ok = storage_ok,
         .now = now,
         .ctx = c,
     };
-    c->s = smtp_session_new(&c->env);
-    c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = NULL;
+    if (kind == LISTEN_SMTPS && srv->tls_ctx && (ssl = SSL_new(srv->tls_ctx)))
+        c->bev = bufferevent_openssl_socket_new(srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                BEV_OPT_CLOSE_ON_FREE);
+    else if (kind != LISTEN_SMTPS)
+        c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->next = srv->conns;
     if (srv->conns)
         srv->conns->prev = c;
     srv->conns = c;
     srv->nconns++;
-    if (!c->s || !c->bev) {
-        if (!c->bev)
-            close(fd);
+    if (!c->bev) {
+        if (ssl)
+            SSL_free(ssl);
+        close(fd);
         conn_free(c);
         return;
     }
     log_info("connect from %s port %d on %s%s", c->ip, c->port,
-             kind == LISTEN_SUBMISSION ? "submission" : "smtp",
+             kind == LISTEN_SUBMISSION ? "submission"
+             : kind == LISTEN_SMTPS    ? "smtps"
+                                       : "smtp",
              c->env.refuse       ? " (refused: deny list)"
              : c->env.over_limit ? " (over limit)"
                                  : "");
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, CONN_IN_HIGH);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    conn_drive(c); /* sends the greeting */
+    if (kind == LISTEN_SMTPS) {
+        c->handshaking = true;
+        struct timeval tv = {cf->command_timeout, 0};
+        bufferevent_set_timeouts(c->bev, &tv, &tv);
+        return; /* the session starts when the handshake is done */
+    }
+    start_session(c);
 }
 
 void conn_drain_all(struct server *srv, bool force)
@@ -370,8 +709,13 @@ void conn_drain_all(struct server *srv, bool force)
     struct conn *next;
     for (struct conn *c = srv->conns; c; c = next) {
         next = c->next;
-        if (c->committing || c->dead)
-            continue; /* answered when the commit returns */
+        if (c->busy || c->dead)
+            continue; /* answered when the job returns */
+        if (!c->s || c->handshaking) {
+            if (force)
+                conn_free(c);
+            continue;
+        }
         if (force || !smtp_session_in_data(c->s)) {
             smtp_session_shutdown(c->s);
             conn_drive(c);
@@ -382,7 +726,7 @@ void conn_drain_all(struct server *srv, bool force)
 void conn_free_all(struct server *srv)
 {
     while (srv->conns) {
-        srv->conns->committing = false;
+        srv->conns->busy = false;
         conn_free(srv->conns);
     }
 }

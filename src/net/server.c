@@ -8,9 +8,17 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
+#include "auth/sasl.h"
+#include "auth/throttle.h"
 #include "net/server.h"
+#include "net/tls.h"
 #include "util/log.h"
 #include "work/pool.h"
+
+#define WATCH_SECONDS 2 /* how often the config, users and aliases files are looked at */
+#define THROTTLE_KEYS 65536
 
 struct listener_ctx {
     struct server *srv;
@@ -73,12 +81,26 @@ static void term_cb(evutil_socket_t sig, short what, void *arg)
     evtimer_add(srv->drain_timer, &tv);
 }
 
-static void hup_cb(evutil_socket_t sig, short what, void *arg)
+/* Size, mtime and inode of the three files, to notice edits (including atomic renames). */
+static void stamp_files(const struct conf *c, struct file_stamp *out)
 {
-    struct server *srv = arg;
-    (void)sig;
-    (void)what;
+    const char *paths[3] = {c->path, c->users_file, c->aliases_file};
+    for (int i = 0; i < 3; i++) {
+        struct stat st;
+        if (stat(paths[i], &st) != 0) {
+            out[i] = (struct file_stamp){-1, -1, -1};
+            continue;
+        }
+        out[i] =
+            (struct file_stamp){(long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec,
+                                (long long)st.st_size, (long long)st.st_ino};
+    }
+}
+
+static void reload(struct server *srv, const char *why)
+{
     char err[8192];
+    log_info("reloading %s (%s)", srv->conf->path, why);
     struct conf *c = conf_load(srv->conf->path, err, sizeof err);
     if (!c) {
         log_err("reload of %s failed; keeping the running configuration:\n%s", srv->conf->path,
@@ -90,9 +112,41 @@ static void hup_cb(evutil_socket_t sig, short what, void *arg)
         memcmp(c->listeners, srv->conf->listeners, c->nlisteners * sizeof c->listeners[0]) == 0;
     if (!same)
         log_warn("reload: [listen] changes take effect only after a restart");
+    char terr[512];
+    SSL_CTX *ctx = tls_ctx_new(c, terr, sizeof terr);
+    if (!ctx && terr[0]) {
+        log_err("reload of %s failed; keeping the running configuration: %s", c->path, terr);
+        conf_unref(c);
+        return;
+    }
+    SSL_CTX_free(srv->tls_ctx); /* sessions under way hold their own reference */
+    srv->tls_ctx = ctx;
     conf_unref(srv->conf);
     srv->conf = c; /* new connections see it; open ones keep the configuration they began with */
-    log_info("reloaded %s: %zu users", c->path, tables_nusers(c->tables));
+    stamp_files(c, srv->stamps);
+    log_info("reloaded %s: %zu users%s", c->path, tables_nusers(c->tables),
+             ctx ? ", certificate reloaded" : "");
+}
+
+static void hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    reload(arg, "SIGHUP");
+}
+
+/* `tern user` and editors change the users file: pick it up without a signal. */
+static void watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *srv = arg;
+    (void)fd;
+    (void)what;
+    struct file_stamp now[3];
+    stamp_files(srv->conf, now);
+    if (memcmp(now, srv->stamps, sizeof now) != 0) {
+        memcpy(srv->stamps, now, sizeof now); /* a broken file is reported once, not every 2 s */
+        reload(srv, "a file changed");
+    }
 }
 
 int server_run(struct conf *c, const int *fds, char *err, size_t errlen)
@@ -106,6 +160,19 @@ int server_run(struct conf *c, const int *fds, char *err, size_t errlen)
         return -1;
     }
     srv.conf = c;
+    char terr[512];
+    srv.tls_ctx = tls_ctx_new(c, terr, sizeof terr);
+    if (!srv.tls_ctx && terr[0]) {
+        snprintf(err, errlen, "%s", terr);
+        return -1;
+    }
+    char serr[256];
+    srv.sasl = sasl_new(serr, sizeof serr);
+    if (!srv.sasl)
+        log_err("AUTH is unavailable: %s", serr);
+    srv.throttle =
+        throttle_new((unsigned)c->auth_max_failures, (unsigned)c->auth_window, THROTTLE_KEYS);
+    stamp_files(c, srv.stamps);
     srv.pool = pool_new(srv.base, c->workers);
     if (!srv.pool) {
         snprintf(err, errlen, "cannot start %d worker threads", c->workers);
@@ -133,6 +200,9 @@ int server_run(struct conf *c, const int *fds, char *err, size_t errlen)
     evsignal_add(srv.sig_term, NULL);
     evsignal_add(srv.sig_int, NULL);
     evsignal_add(srv.sig_hup, NULL);
+    srv.watch = event_new(srv.base, -1, EV_PERSIST, watch_cb, &srv);
+    struct timeval wtv = {WATCH_SECONDS, 0};
+    evtimer_add(srv.watch, &wtv);
 
     event_base_dispatch(srv.base);
 
@@ -147,6 +217,10 @@ int server_run(struct conf *c, const int *fds, char *err, size_t errlen)
     event_free(srv.sig_hup);
     if (srv.drain_timer)
         event_free(srv.drain_timer);
+    event_free(srv.watch);
+    SSL_CTX_free(srv.tls_ctx);
+    sasl_free(srv.sasl);
+    throttle_free(srv.throttle);
     conf_unref(srv.conf);
     event_base_free(srv.base);
     return 0;

@@ -16,6 +16,9 @@ struct event;
 struct evconnlistener;
 struct pool;
 struct conn;
+struct sasl;
+struct throttle;
+typedef struct ssl_ctx_st SSL_CTX;
 
 struct server {
     struct event_base *base;
@@ -27,7 +30,13 @@ struct server {
     struct conn *conns; /* all open connections, a doubly-linked list */
     size_t nconns;
     bool draining;
-    struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
+    struct event *sig_term, *sig_int, *sig_hup, *drain_timer, *watch;
+    SSL_CTX *tls_ctx;          /* from [tls]; NULL without a certificate; swapped on reload */
+    struct sasl *sasl;         /* the AUTH mechanisms; NULL if GNU SASL could not start */
+    struct throttle *throttle; /* failed AUTH per IP and per user */
+    struct file_stamp {
+        long long mtime_ns, size, ino;
+    } stamps[3]; /* config, users, aliases */
 };
 
 /* listen.c: binds every listener of c. fds[i] matches c->listeners[i]. 0, or -1 with a reason

@@ -21,8 +21,8 @@ struct tables_user {
     char password[256];              /* "{CRYPT}$y$..." as stored; empty when none */
     char name[128];                  /* gecos: full name, may be empty */
     char moved[TABLES_ADDR_MAX + 1]; /* non-empty when marked moved */
-    bool locked; /* extra field `nologin` (Dovecot's): may not authenticate */
-    bool admin;  /* extra field `admin`: may authorize as another user (AUTH PLAIN authzid) */
+    bool locked;                     /* extra field `nologin` (Dovecot's): may not authenticate */
+    bool admin; /* extra field `admin`: may authorize as another user (AUTH PLAIN authzid) */
 };
 
 struct tables *tables_new(void);

@@ -88,11 +88,19 @@ static void cmd_helo(struct smtp_session *s, const char *arg, size_t len, bool e
     char first[512], size[64];
     snprintf(first, sizeof first, "%s Hello %s [%s]", s->env->hostname, s->helo, s->env->peer_ip);
     snprintf(size, sizeof size, "SIZE %llu", (unsigned long long)s->env->max_message_size);
-    const char *lines[] = {
+    char auth[128];
+    const char *lines[16] = {
         first,      "PIPELINING", size,   "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES",
         "CHUNKING", "HELP",       "SEND", "SOML",     "SAML"};
+    size_t n = 11;
+    if (s->env->tls_available && !s->tls)
+        lines[n++] = "STARTTLS";
+    if (s->env->auth_mechs && (s->tls || s->env->auth_cleartext_ok) && !s->authenticated) {
+        snprintf(auth, sizeof auth, "AUTH %s", s->env->auth_mechs);
+        lines[n++] = auth;
+    }
     /* EHLO keywords carry no enhanced code: RFC 2034 exempts the EHLO response lines. */
-    reply_add_lines(&s->out, false, 250, NULL, lines, sizeof lines / sizeof lines[0]);
+    reply_add_lines(&s->out, false, 250, NULL, lines, n);
 }
 
 static void cmd_rset(struct smtp_session *s, const char *arg, size_t len)
@@ -140,7 +148,7 @@ static void cmd_turn(struct smtp_session *s, const char *arg, size_t len)
     session_reply(s, 502, "5.5.1", "TURN is not available: no relay domains are configured");
 }
 
-static void cmd_not_yet(struct smtp_session *s, const char *arg, size_t len)
+static void cmd_not_implemented(struct smtp_session *s, const char *arg, size_t len)
 {
     (void)arg;
     (void)len;
@@ -177,15 +185,33 @@ static const struct {
     const char *verb;
     void (*fn)(struct smtp_session *, const char *, size_t);
 } commands[] = {
-    {"HELO", cmd_helo_plain},  {"EHLO", cmd_ehlo},    {"MAIL", cmd_mail},    {"RCPT", txn_rcpt},
-    {"DATA", txn_data},        {"BDAT", txn_bdat},    {"RSET", cmd_rset},    {"NOOP", cmd_noop},
-    {"QUIT", cmd_quit},        {"HELP", info_help},   {"VRFY", info_vrfy},   {"EXPN", info_expn},
-    {"SEND", cmd_send},        {"SOML", cmd_soml},    {"SAML", cmd_saml},    {"TURN", cmd_turn},
-    {"STARTTLS", cmd_not_yet}, {"AUTH", cmd_not_yet}, {"ETRN", cmd_not_yet},
+    {"HELO", cmd_helo_plain},
+    {"EHLO", cmd_ehlo},
+    {"MAIL", cmd_mail},
+    {"RCPT", txn_rcpt},
+    {"DATA", txn_data},
+    {"BDAT", txn_bdat},
+    {"RSET", cmd_rset},
+    {"NOOP", cmd_noop},
+    {"QUIT", cmd_quit},
+    {"HELP", info_help},
+    {"VRFY", info_vrfy},
+    {"EXPN", info_expn},
+    {"SEND", cmd_send},
+    {"SOML", cmd_soml},
+    {"SAML", cmd_saml},
+    {"TURN", cmd_turn},
+    {"STARTTLS", auth_starttls},
+    {"AUTH", auth_command},
+    {"ETRN", cmd_not_implemented},
 };
 
 static void dispatch(struct smtp_session *s, const char *line, size_t len)
 {
+    if (s->state == ST_AUTH) {
+        auth_response(s, line, len);
+        return;
+    }
     size_t vlen = 0;
     while (vlen < len && line[vlen] != ' ')
         vlen++;
@@ -216,6 +242,22 @@ static void dispatch(struct smtp_session *s, const char *line, size_t len)
     session_bad(s);
 }
 
+/* AUTH lines may be long (RFC 4954 4: 12288 octets); every other command line is 512. The verb
+ * may still be partly in buf, not yet in the line buffer. */
+static bool long_line_ok(const struct smtp_session *s, const char *buf, size_t len)
+{
+    if (s->state == ST_AUTH)
+        return true;
+    char head[5];
+    size_t n = s->line_len < 5 ? s->line_len : 5;
+    memcpy(head, s->line, n);
+    if (n < 5 && len >= 5 - n)
+        memcpy(head + n, buf, 5 - n);
+    else if (n < 5)
+        return false;
+    return smtp_word_eq(head, 4, "AUTH") && head[4] == ' ';
+}
+
 /* Takes bytes up to and including LF into the line buffer; a line over the limit is consumed to
  * its end and refused as a whole. A bare LF ends a command line (lenient for humans on telnet);
  * it never ends message data (data.c). */
@@ -225,34 +267,52 @@ static size_t feed_line(struct smtp_session *s, const char *buf, size_t len)
     size_t take = nl ? (size_t)(nl - buf) + 1 : len;
     size_t body = nl ? take - 1 : take;
     if (!s->line_overflow) {
-        if (s->line_len + body > SMTP_CMD_LINE_MAX - 1) /* room for the CR is all that's left */
+        char *line = s->bigline ? s->bigline : s->line;
+        if (!s->bigline && s->line_len + body > SMTP_CMD_LINE_MAX - 1 &&
+            long_line_ok(s, buf, body) && (s->bigline = malloc(SMTP_AUTH_LINE_MAX + 1))) {
+            memcpy(s->bigline, s->line, s->line_len);
+            line = s->bigline;
+        }
+        size_t cap = s->bigline ? SMTP_AUTH_LINE_MAX - 1 : SMTP_CMD_LINE_MAX - 1;
+        if (s->line_len + body > cap) {
             s->line_overflow = true;
-        else {
-            memcpy(s->line + s->line_len, buf, body);
+        } else {
+            memcpy(line + s->line_len, buf, body);
             s->line_len += body;
         }
     }
     if (!nl)
         return take;
 
+    char *line = s->bigline ? s->bigline : s->line;
+    size_t max = s->bigline ? SMTP_AUTH_LINE_MAX - 2 : SMTP_CMD_LINE_MAX - 2;
     size_t n = s->line_len;
     bool overflow = s->line_overflow;
     s->line_len = 0;
     s->line_overflow = false;
-    if (n > 0 && s->line[n - 1] == '\r')
+    if (n > 0 && line[n - 1] == '\r')
         n--;
-    if (overflow || n > SMTP_CMD_LINE_MAX - 2) {
-        session_reply(s, 500, "5.5.2", "Line too long: commands are at most 512 octets");
+    if (overflow || n > max) {
+        bool auth = s->bigline || s->state == ST_AUTH;
+        if (s->state == ST_AUTH)
+            s->state = ST_READY; /* the exchange cannot go on */
+        session_reply(s, 500, "5.5.2", "Line too long: commands are at most %d octets",
+                      auth ? SMTP_AUTH_LINE_MAX : SMTP_CMD_LINE_MAX);
         session_bad(s);
-    } else if (n == 0) {
+    } else if (n == 0 && s->state != ST_AUTH) {
         session_reply(s, 500, "5.5.2", "Empty command");
         session_bad(s);
-    } else if (memchr(s->line, '\0', n) || memchr(s->line, '\r', n)) {
+    } else if (memchr(line, '\0', n) || memchr(line, '\r', n)) {
+        if (s->state == ST_AUTH)
+            s->state = ST_READY;
         session_reply(s, 500, "5.5.2", "Command contains a NUL or bare CR");
         session_bad(s);
     } else {
-        dispatch(s, s->line, n);
+        dispatch(s, line, n);
     }
+    /* the AUTH step copied what it needs: the long buffer can go */
+    free(s->bigline);
+    s->bigline = NULL;
     return take;
 }
 
@@ -272,6 +332,9 @@ struct smtp_session *smtp_session_new(const struct smtp_env *env)
     } else {
         session_reply(s, 220, NULL, "%s ESMTP tern", env->hostname);
         s->state = ST_INIT;
+        s->tls = env->tls_active;
+        if (env->tls_info)
+            snprintf(s->tls_info, sizeof s->tls_info, "%s", env->tls_info);
     }
     return s;
 }
@@ -282,7 +345,10 @@ void smtp_session_free(struct smtp_session *s)
         return;
     reply_free(&s->out);
     free(s->txn.mailboxes);
+    free(s->txn.foreign);
     free(s->chunk);
+    free(s->bigline);
+    free(s->auth_resp);
     free(s);
 }
 
@@ -321,6 +387,12 @@ void smtp_session_resume(struct smtp_session *s, const struct smtp_result *r)
     if (!s->req_pending)
         return;
     s->req_pending = false;
+    if (s->after == AFTER_STARTTLS || s->after == AFTER_AUTH) {
+        enum smtp_after after = s->after;
+        s->after = AFTER_NONE;
+        auth_resume(s, after, r);
+        return;
+    }
     txn_resume(s, r);
 }
 

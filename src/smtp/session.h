@@ -30,6 +30,13 @@ struct smtp_env {
     size_t max_junk_commands;
     enum smtp_disclose vrfy, expn;
     const struct tables *tables;
+    bool tls_available;     /* a certificate is loaded: STARTTLS can be offered */
+    bool tls_active;        /* implicit TLS (smtps): TLS from the first byte */
+    const char *tls_info;   /* with tls_active: "TLSv1.3:CIPHER" for Received: */
+    const char *auth_mechs; /* "PLAIN LOGIN SCRAM-SHA-256", or NULL: no AUTH */
+    bool auth_cleartext_ok; /* AUTH allowed without TLS (loopback, by configuration) */
+    /* Is mech one of auth_mechs? */
+    bool (*auth_mech_ok)(void *ctx, const char *mech, size_t len);
     /* Is there room to accept mail (statvfs above the floor)? NULL means always. */
     bool (*storage_ok)(void *ctx);
     /* Current time, for the Received: header. NULL means 0 (tests). */
@@ -50,6 +57,9 @@ struct smtp_txn {
     char first_rcpt[SMTP_PATH_MAX + 1];     /* for Received: "for <...>" when there is one */
     char (*mailboxes)[TABLES_ADDR_MAX + 1]; /* distinct local mailboxes, user@domain */
     size_t nmailboxes;
+    char (*foreign)[SMTP_PATH_MAX + 1]; /* recipients in other domains (authenticated only) */
+    size_t nforeign;
+    char auth_user[TABLES_ADDR_MAX + 1]; /* who authenticated, "" if nobody */
 };
 
 enum smtp_req_type {
@@ -57,6 +67,9 @@ enum smtp_req_type {
     SMTP_REQ_STORE_APPEND,    /* add data/len (a bounded chunk) */
     SMTP_REQ_STORE_COMMIT,    /* make it durable in every mailbox; then 250 */
     SMTP_REQ_STORE_ABORT,     /* discard it; the result is ignored */
+    SMTP_REQ_STARTTLS,        /* send the pending 220, drop unread input, handshake; resume
+                                 with ok and tls_info, or close the connection on failure */
+    SMTP_REQ_AUTH,            /* one SASL step: see auth_* fields */
 };
 
 struct smtp_request {
@@ -64,6 +77,11 @@ struct smtp_request {
     const struct smtp_txn *txn;
     const char *data; /* APPEND only; valid until resume */
     size_t len;
+    /* AUTH: mech is set on the first step (with auth_data NULL when there was no initial
+     * response, "" for "="), NULL afterwards; auth_cancel when the client sent "*". */
+    const char *mech;
+    const char *auth_data;
+    bool auth_cancel;
 };
 
 /* The outcome of a request. On failure, code/enh/text is the reply to give (e.g. 451 4.3.0);
@@ -73,7 +91,11 @@ struct smtp_result {
     int code;
     char enh[12];
     char text[200];
-    char id[96]; /* BEGIN: the message id, shown in Received: and the 250 */
+    char id[96];                    /* BEGIN: the message id, shown in Received: and the 250 */
+    bool more;                      /* AUTH: send 334 challenge, read another response */
+    char challenge[4096];           /* AUTH: base64, without "334 " */
+    char user[TABLES_ADDR_MAX + 1]; /* AUTH ok: the authenticated address */
+    char tls_info[160];             /* STARTTLS ok: "TLSv1.3:CIPHER" */
 };
 
 enum smtp_close {
@@ -107,6 +129,9 @@ bool smtp_session_in_data(const struct smtp_session *s);
 void smtp_session_timeout(struct smtp_session *s);
 /* The server is going down: 421 4.3.2 and close (the caller waits for in_data to end first). */
 void smtp_session_shutdown(struct smtp_session *s);
+
+/* Authenticated user, "" if none. */
+const char *smtp_session_auth_user(const struct smtp_session *s);
 
 /* Counters for logs. */
 struct smtp_stats {

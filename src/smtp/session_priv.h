@@ -8,6 +8,7 @@
 #include "smtp/session.h"
 
 #define SMTP_CMD_LINE_MAX 512       /* octets including CRLF, RFC 5321 4.5.3.1.4 */
+#define SMTP_AUTH_LINE_MAX 12288    /* AUTH lines and responses, RFC 4954 4 */
 #define SMTP_CHUNK 65536            /* message bytes handed to the store per APPEND */
 #define SMTP_OUT_HIGH 65536         /* stop taking input while this much output is unsent */
 #define SMTP_TXN_MAILBOXES_MAX 4096 /* mailbox entries (before dedup) in one transaction */
@@ -19,6 +20,7 @@ enum smtp_state {
     ST_MAIL,    /* MAIL accepted, taking RCPT / DATA / BDAT */
     ST_DATA,    /* after 354: message text */
     ST_BDAT,    /* inside a BDAT chunk */
+    ST_AUTH,    /* after 334: the next line is an AUTH response */
 };
 
 /* What to do when the pending request is resumed. */
@@ -30,6 +32,8 @@ enum smtp_after {
     AFTER_FINISH,     /* last APPEND before COMMIT/ABORT */
     AFTER_COMMIT,     /* 250 or failure */
     AFTER_ABORT,      /* give the saved failure reply */
+    AFTER_STARTTLS,   /* the handshake is done: start over */
+    AFTER_AUTH,       /* 334, 235 or the failure */
 };
 
 struct smtp_session {
@@ -41,12 +45,22 @@ struct smtp_session {
     char helo[SMTP_DOMAIN_MAX + 1];
 
     char line[SMTP_CMD_LINE_MAX + 1];
+    char *bigline; /* SMTP_AUTH_LINE_MAX + 1, only while an AUTH line is longer than 512 */
     size_t line_len;
     bool line_overflow;
+
+    bool tls;
+    char tls_info[160];
+    bool authenticated;
+    char auth_user[TABLES_ADDR_MAX + 1];
+    size_t auth_failures;
+    char auth_mech[32];
+    char *auth_resp; /* the response being stepped (owned until resume) */
 
     /* the transaction */
     struct smtp_txn txn;
     size_t mailboxes_cap;
+    size_t foreign_cap;
     size_t rcpt_attempts;
     bool bdat_used;  /* BDAT started: DATA is out of sequence */
     bool store_open; /* BEGIN succeeded and no COMMIT/ABORT yet */
@@ -90,6 +104,12 @@ void txn_bdat(struct smtp_session *s, const char *arg, size_t len);
 void txn_reset(struct smtp_session *s);
 size_t txn_feed_data(struct smtp_session *s, const char *buf, size_t len);
 void txn_resume(struct smtp_session *s, const struct smtp_result *r);
+
+/* auth.c */
+void auth_starttls(struct smtp_session *s, const char *arg, size_t len);
+void auth_command(struct smtp_session *s, const char *arg, size_t len);
+void auth_response(struct smtp_session *s, const char *line, size_t len);
+void auth_resume(struct smtp_session *s, enum smtp_after after, const struct smtp_result *r);
 
 /* info.c */
 void info_help(struct smtp_session *s, const char *arg, size_t len);

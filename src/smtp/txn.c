@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "smtp/grammar.h"
@@ -56,14 +57,39 @@ void txn_reset(struct smtp_session *s)
     }
     free_message(s);
     free(s->txn.mailboxes);
+    free(s->txn.foreign);
     memset(&s->txn, 0, sizeof s->txn);
     s->mailboxes_cap = 0;
+    s->foreign_cap = 0;
     s->rcpt_attempts = 0;
     s->bdat_used = false;
     s->store_failed = false;
     s->bdat_discard = false;
     if (s->state != ST_INIT && s->state != ST_REFUSED)
         s->state = ST_READY;
+}
+
+/* Does the authenticated user own this sender address: its own, an alias that reaches it, or
+ * the null path (bounces)? Promise 2: no send-as abuse. */
+static bool owns_sender(const struct smtp_session *s, const struct smtp_path *p)
+{
+    if (p->null)
+        return true;
+    if (p->literal || strpbrk(p->local, "%!@"))
+        return false;
+    char addr[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 2];
+    snprintf(addr, sizeof addr, "%s@%s", p->local, p->domain);
+    if (strcasecmp(addr, s->auth_user) == 0)
+        return true;
+    char(*boxes)[TABLES_ADDR_MAX + 1] = malloc(TABLES_MAX_EXPANSION * sizeof *boxes);
+    size_t n = 0;
+    bool owned = false;
+    if (boxes && tables_resolve(s->env->tables, p->local, p->domain, boxes, TABLES_MAX_EXPANSION,
+                                &n, NULL, 0) == TABLES_OK)
+        for (size_t i = 0; i < n && !owned; i++)
+            owned = strcmp(boxes[i], s->auth_user) == 0;
+    free(boxes);
+    return owned;
 }
 
 /* MAIL FROM:<path> [params], and SEND/SOML/SAML FROM: which open the same kind of transaction. */
@@ -78,6 +104,11 @@ void txn_mail(struct smtp_session *s, enum smtp_txn_kind kind, const char *arg, 
     if (s->state != ST_READY) {
         session_reply(s, 503, "5.5.1", "Nested MAIL command: send RSET first");
         session_bad(s);
+        return;
+    }
+    if (s->env->submission && !s->authenticated) {
+        /* RFC 6409: the submission port takes mail only from authenticated users */
+        session_reply(s, 530, "5.7.0", "Authentication required");
         return;
     }
     if (!take_prefix(&arg, &len, "FROM:")) {
@@ -142,11 +173,16 @@ void txn_mail(struct smtp_session *s, enum smtp_txn_kind kind, const char *arg, 
                       (unsigned long long)s->env->max_message_size);
         return;
     }
+    if (s->authenticated && !owns_sender(s, &path)) {
+        session_reply(s, 553, "5.7.1", "Sender address not owned by user %s", s->auth_user);
+        return;
+    }
     if (s->env->storage_ok && !s->env->storage_ok(s->env->ctx)) {
         session_reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
         return;
     }
     memset(&s->txn, 0, sizeof s->txn);
+    snprintf(s->txn.auth_user, sizeof s->txn.auth_user, "%s", s->auth_user);
     s->txn.kind = kind;
     s->txn.smtputf8 = utf8;
     s->txn.body_8bit = body8;
@@ -173,6 +209,21 @@ static bool add_mailboxes(struct smtp_session *s, char (*m)[TABLES_ADDR_MAX + 1]
     }
     memcpy(s->txn.mailboxes + s->txn.nmailboxes, m, n * sizeof *m);
     s->txn.nmailboxes += n;
+    return true;
+}
+
+/* Keeps a recipient in another domain for the outbound queue (authenticated senders only). */
+static bool add_foreign(struct smtp_session *s, const char *addr)
+{
+    if (s->txn.nforeign == s->foreign_cap) {
+        size_t cap = s->foreign_cap ? s->foreign_cap * 2 : 4;
+        void *p = realloc(s->txn.foreign, cap * sizeof *s->txn.foreign);
+        if (!p)
+            return false;
+        s->txn.foreign = p;
+        s->foreign_cap = cap;
+    }
+    snprintf(s->txn.foreign[s->txn.nforeign++], sizeof *s->txn.foreign, "%s", addr);
     return true;
 }
 
@@ -249,16 +300,30 @@ void txn_rcpt(struct smtp_session *s, const char *arg, size_t len)
                       addr);
         return;
     }
-    if (path.literal) {
+    bool foreign = path.literal;
+    if (foreign && !s->authenticated) {
         session_reply(s, 550, "5.7.1", "<%s>: relaying denied: address literals are not local",
                       addr);
         return;
     }
     char fwd[TABLES_ADDR_MAX + 1] = "";
-    bool added;
+    bool added = false;
     size_t before = s->txn.nmailboxes;
-    enum tables_status st =
-        resolve(s, path.local, path.postmaster ? NULL : path.domain, fwd, sizeof fwd, &added);
+    enum tables_status st = foreign ? TABLES_FOREIGN
+                                    : resolve(s, path.local, path.postmaster ? NULL : path.domain,
+                                              fwd, sizeof fwd, &added);
+    if (st == TABLES_FOREIGN && s->authenticated && s->txn.kind == SMTP_TXN_MAIL) {
+        /* Promise 2: only an authenticated user relays; the mail waits in the spool */
+        if (!add_foreign(s, addr)) {
+            session_reply(s, 452, "4.5.3", "Too many recipients, send the rest later");
+            return;
+        }
+        if (s->txn.nrcpts == 0)
+            snprintf(s->txn.first_rcpt, sizeof s->txn.first_rcpt, "%s", addr);
+        s->txn.nrcpts++;
+        session_reply(s, 250, "2.1.5", "Recipient <%s> OK, queued for delivery", addr);
+        return;
+    }
     switch (st) {
     case TABLES_UNKNOWN:
         session_reply(s, 550, "5.1.1", "<%s>: no such user here", addr);
@@ -332,7 +397,8 @@ static void bdat_check_empty(struct smtp_session *s)
 static void open_message(struct smtp_session *s, bool bdat)
 {
     /* one file per distinct mailbox even when aliases overlap */
-    qsort(s->txn.mailboxes, s->txn.nmailboxes, sizeof *s->txn.mailboxes, cmp_mailbox);
+    if (s->txn.nmailboxes > 1) /* none at all when every recipient is foreign */
+        qsort(s->txn.mailboxes, s->txn.nmailboxes, sizeof *s->txn.mailboxes, cmp_mailbox);
     size_t w = 0;
     for (size_t i = 0; i < s->txn.nmailboxes; i++)
         if (w == 0 || strcmp(s->txn.mailboxes[w - 1], s->txn.mailboxes[i]) != 0)
@@ -410,7 +476,16 @@ static void trace_headers(struct smtp_session *s)
     if (gmtime_r(&now, &tm))
         strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
     bool v6 = strchr(e->peer_ip, ':') != NULL;
-    const char *with = s->txn.smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP";
+    /* RFC 3848 / 6531: S for TLS, A for authenticated */
+    char with[32];
+    snprintf(with, sizeof with, "%s%s%s",
+             s->txn.smtputf8 ? "UTF8SMTP"
+             : s->esmtp      ? "ESMTP"
+                             : "SMTP",
+             s->tls && s->esmtp ? "S" : "", s->authenticated ? "A" : "");
+    char tls[200] = "";
+    if (s->tls)
+        snprintf(tls, sizeof tls, " (%s)", s->tls_info);
     char forclause[SMTP_PATH_MAX + 16] = "";
     if (s->txn.nrcpts == 1)
         snprintf(forclause, sizeof forclause, "\r\n\tfor <%s>", s->txn.first_rcpt);
@@ -418,9 +493,9 @@ static void trace_headers(struct smtp_session *s)
         snprintf(s->chunk, SMTP_CHUNK,
                  "Return-Path: <%s>\r\n"
                  "Received: from %s (%s%s[%s%s])\r\n"
-                 "\tby %s (tern) with %s id %s%s;\r\n\t%s\r\n",
+                 "\tby %s (tern) with %s%s id %s%s;\r\n\t%s\r\n",
                  s->txn.from, s->helo, e->peer_name ? e->peer_name : "", e->peer_name ? " " : "",
-                 v6 ? "IPv6:" : "", e->peer_ip, e->hostname, with, s->msgid, forclause, date);
+                 v6 ? "IPv6:" : "", e->peer_ip, e->hostname, with, tls, s->msgid, forclause, date);
     s->chunk_len = n > 0 && n < SMTP_CHUNK ? (size_t)n : 0;
 }
 
@@ -541,6 +616,8 @@ void txn_resume(struct smtp_session *s, const struct smtp_result *r)
     s->after = AFTER_NONE;
     switch (after) {
     case AFTER_NONE:
+    case AFTER_STARTTLS: /* auth.c's */
+    case AFTER_AUTH:
         break;
     case AFTER_BEGIN_DATA:
     case AFTER_BEGIN_BDAT:

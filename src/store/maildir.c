@@ -4,6 +4,7 @@
  * copied, across filesystems) into new/ of every recipient as NAME,S=SIZE, each new/ fsync'd,
  * and only then reported delivered. A failure part-way removes every copy already made. */
 #include "util/err.h"
+#include "store/fsutil.h"
 #include "store/maildir.h"
 
 #include <errno.h>
@@ -52,9 +53,7 @@ static atomic_ulong name_counter;
  * from workers. */
 static void set_errno(char *err, size_t errlen, const char *what, const char *path, int errnum)
 {
-    char buf[128];
-    const char *msg = strerror_r(errnum, buf, sizeof(buf));
-    err_set(err, errlen, "maildir: %s %s: %s", what, path, msg);
+    fsutil_err(err, errlen, "maildir", what, path, errnum);
 }
 
 /* Copies s into out with anything but printable ASCII replaced, so hostile mailboxes never
@@ -124,19 +123,7 @@ invalid:
 /* Creates one directory, accepting an existing one (or a symlink to one). */
 static int make_dir(const char *path, bool *created, char *err, size_t errlen)
 {
-    if (mkdir(path, 0700) == 0) {
-        *created = true;
-        return 0;
-    }
-    int e = errno;
-    struct stat st;
-    if (e == EEXIST && stat(path, &st) == 0) {
-        if (S_ISDIR(st.st_mode))
-            return 0;
-        e = ENOTDIR;
-    }
-    set_errno(err, errlen, "mkdir", path, e);
-    return -1;
+    return fsutil_make_dir(path, created, "maildir", err, errlen);
 }
 
 /* mkdir -p for the part of box below data_dir, then tmp/ new/ cur/. data_dir itself must
@@ -326,24 +313,6 @@ fail:
     return NULL;
 }
 
-/* Writes all of buf to fd, riding out partial writes and signals. */
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, buf, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            if (w == 0)
-                errno = ENOSPC;
-            return -1;
-        }
-        buf += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Marks the message undeliverable, keeping the reason for commit. */
 static void doom(struct maildir_msg *m, const char *reason)
 {
@@ -366,7 +335,7 @@ int maildir_append(struct maildir_msg *m, const void *buf, size_t len, char *err
         err_set(err, errlen, "maildir: append to %s after commit", m->name);
         return -1;
     }
-    if (write_all(m->fd, buf, len) != 0) {
+    if (fsutil_write_all(m->fd, buf, len) != 0) {
         set_errno(m->failure, sizeof(m->failure), "write", m->tmp_path, errno);
         m->failed = true;
         err_set(err, errlen, "%s", m->failure);
@@ -379,18 +348,7 @@ int maildir_append(struct maildir_msg *m, const void *buf, size_t len, char *err
 /* fsyncs a directory so that entries created or removed in it survive a crash. */
 static int fsync_dir(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        set_errno(err, errlen, "open", path, errno);
-        return -1;
-    }
-    if (fsync(fd) != 0) {
-        set_errno(err, errlen, "fsync", path, errno);
-        close(fd);
-        return -1;
-    }
-    close(fd);
-    return 0;
+    return fsutil_fsync_dir(path, "maildir", err, errlen);
 }
 
 /* Makes the chain of directories above each new/ durable: Maildir, domain, mail/, data_dir. */
@@ -446,7 +404,7 @@ static int copy_into(const struct maildir_msg *m, const char *box, const char *f
         }
         if (r == 0)
             break;
-        if (write_all(out, buf, (size_t)r) != 0) {
+        if (fsutil_write_all(out, buf, (size_t)r) != 0) {
             set_errno(err, errlen, "write", tmp, errno);
             goto done;
         }

@@ -10,6 +10,13 @@
 
 static struct tables *tables;
 
+static bool mech_ok(void *ctx, const char *mech, size_t len)
+{
+    (void)ctx;
+    return (len == 5 && memcmp(mech, "PLAIN", 5) == 0) ||
+           (len == 5 && memcmp(mech, "LOGIN", 5) == 0);
+}
+
 static struct tables *make_tables(void)
 {
     char err[512];
@@ -66,6 +73,22 @@ static void serve(struct smtp_session *s, uint8_t flags)
             r.ok = !(flags & 2);
         } else if (q->type == SMTP_REQ_STORE_COMMIT) {
             r.ok = !(flags & 4);
+        } else if (q->type == SMTP_REQ_STARTTLS) {
+            strcpy(r.tls_info, "TLSv1.3 with cipher FUZZ");
+        } else if (q->type == SMTP_REQ_AUTH && !q->auth_cancel) {
+            /* a response starting with 'c' continues, 'y' succeeds, anything else fails */
+            const char *d = q->auth_data ? q->auth_data : "c";
+            if (d[0] == 'c') {
+                r.more = true;
+                strcpy(r.challenge, "Y2hhbGxlbmdl");
+            } else if (d[0] == 'y') {
+                strcpy(r.user, "alice@example.org");
+            } else {
+                r.ok = false;
+                r.code = 535;
+                strcpy(r.enh, "5.7.8");
+                strcpy(r.text, "Authentication credentials invalid");
+            }
         }
         smtp_session_resume(s, &r);
     }
@@ -95,6 +118,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .vrfy = (enum smtp_disclose)((flags >> 4) % 3),
         .expn = (enum smtp_disclose)((flags >> 6) % 3),
         .tables = tables,
+        .submission = flags & 0x20,
+        .tls_available = flags & 0x40,
+        .auth_mechs = "PLAIN LOGIN",
+        .auth_cleartext_ok = flags & 0x10,
+        .auth_mech_ok = mech_ok,
     };
     struct smtp_session *s = smtp_session_new(&env);
     size_t chunk = step ? step : 1, off = 0;

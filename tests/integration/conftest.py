@@ -22,8 +22,9 @@ class Servers:
         self.started: list[Ternd] = []
 
     def __call__(self, config=None, users=None, aliases=None, env=None, start=True,
-                 name="ternd") -> Ternd:
-        t = Ternd(config=config, users=users, aliases=aliases, env=env, name=name)
+                 name="ternd", tls=False, smtps=False) -> Ternd:
+        t = Ternd(config=config, users=users, aliases=aliases, env=env, name=name, tls=tls,
+                  smtps=smtps)
         self.started.append(t)
         if start:
             t.start()
@@ -49,7 +50,9 @@ class Servers:
 
 @pytest.fixture
 def ternd_factory():
-    """make(config={"section.key": value}, users=[...], aliases=[...]) -> a started Ternd."""
+    """make(config={"section.key": value}, users=[...], aliases=[...], tls=False,
+    smtps=False) -> a started Ternd. tls: a self-signed certificate in [tls]; smtps: that and
+    an implicit-TLS listener (Ternd.smtps_port)."""
     s = Servers()
     yield s
     s.finish()

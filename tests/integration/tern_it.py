@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -26,7 +27,7 @@ HOSTNAME = "mx.test.example"
 TIMEOUT = float(os.environ.get("TERN_IT_TIMEOUT", "10"))  # seconds to wait for any one reply
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
 
-# user, full name (gecos), extra fields
+# user, full name (gecos), extra fields[, stored password (default PASSWORD)]
 DEFAULT_USERS = [
     ("alice@example.org", "Alice Liddell", ""),
     ("bob@example.org", "Bob Smith", ""),
@@ -43,6 +44,14 @@ PASSWORD = "{CRYPT}$y$j9T$abc$def"
 def ternd_binary() -> Path:
     p = Path(os.environ.get("TERND", "build/ternd"))
     return p if p.is_absolute() else REPO / p
+
+
+def tern_binary() -> Path:
+    """The `tern` CLI: $TERN, else the one beside $TERND."""
+    if os.environ.get("TERN"):
+        p = Path(os.environ["TERN"])
+        return p if p.is_absolute() else REPO / p
+    return ternd_binary().with_name("tern")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,8 +87,106 @@ def free_port() -> int:
 # the daemon
 
 def users_text(users) -> str:
-    """Dovecot passwd-file: user:password:uid:gid:gecos:home:shell:extra"""
-    return "".join(f"{u}:{PASSWORD}:::{name}:::{extra}\n" for u, name, extra in users)
+    """Dovecot passwd-file: user:password:uid:gid:gecos:home:shell:extra. A user is
+    (address, name, extra) or (address, name, extra, stored password)."""
+    out = []
+    for u in users:
+        addr, name, extra = u[:3]
+        pw = u[3] if len(u) > 3 and u[3] is not None else PASSWORD
+        out.append(f"{addr}:{pw}:::{name}:::{extra}\n")
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# credentials and certificates
+
+_CRYPT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def crypt_hash(password: str, cost: str = "j9T") -> str:
+    """{CRYPT} yescrypt ($y$, libxcrypt's default; cost "j9T" ~15 ms, each letter up doubles
+    it), via Python's deprecated crypt module."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    salt = "".join(random.choice(_CRYPT_ALPHABET) for _ in range(16))
+    h = crypt.crypt(password, f"$y${cost}${salt}$")
+    if not h or not h.startswith("$y$"):
+        raise RuntimeError("this libcrypt does not do yescrypt")
+    return "{CRYPT}" + h
+
+
+def sha512_crypt_hash(password: str) -> str:
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+        return "{CRYPT}" + crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
+
+
+def scram_keys(password: str, salt: bytes, iterations: int):
+    """(SaltedPassword, ClientKey, StoredKey, ServerKey) of SCRAM-SHA-256 (RFC 5802, 7677)."""
+    import hashlib
+    import hmac
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    return salted, client_key, stored_key, server_key
+
+
+def scram_hash(password: str, iterations: int = 4096) -> str:
+    """{SCRAM-SHA-256}ITER,SALT,STOREDKEY,SERVERKEY in Dovecot's format (base64 parts)."""
+    salt = os.urandom(16)
+    _, _, stored, server = scram_keys(password, salt, iterations)
+    b = lambda x: base64.b64encode(x).decode()
+    return f"{{SCRAM-SHA-256}}{iterations},{b(salt)},{b(stored)},{b(server)}"
+
+
+_CERT_CACHE: dict = {}
+
+
+def make_cert(cert: Path, key: Path):
+    """A self-signed EC P-256 certificate for HOSTNAME (SAN DNS:HOSTNAME, IP:127.0.0.1), made
+    once per test run with the openssl CLI and copied."""
+    if "pem" not in _CERT_CACHE:
+        d = Path(tempfile.mkdtemp(prefix="tern-it-cert-", dir="/tmp"))
+        try:
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(d / "key.pem"),
+                 "-out", str(d / "cert.pem"), "-days", "30", "-subj", f"/CN={HOSTNAME}",
+                 "-addext", f"subjectAltName=DNS:{HOSTNAME},IP:127.0.0.1"],
+                check=True, capture_output=True)
+            _CERT_CACHE["pem"] = ((d / "cert.pem").read_bytes(), (d / "key.pem").read_bytes())
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+    c, k = _CERT_CACHE["pem"]
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    key.parent.mkdir(parents=True, exist_ok=True)
+    cert.write_bytes(c)
+    key.write_bytes(k)
+    os.chmod(key, 0o600)
+
+
+def client_tls_context(cafile: Path | None = None, minimum=None, maximum=None,
+                       ciphers=None) -> ssl.SSLContext:
+    """Verifies the server against cafile (our self-signed cert) and HOSTNAME; no cafile: no
+    verification at all."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if cafile:
+        ctx.load_verify_locations(cafile=str(cafile))
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    if minimum:
+        ctx.minimum_version = minimum
+    if maximum:
+        ctx.maximum_version = maximum
+    return ctx
 
 
 def ensure_run_user() -> str:
@@ -98,7 +205,8 @@ class Ternd:
     """One ternd on its own data dir and ports. `config` overrides keys as {"section.key": value}
     (value None drops the key)."""
 
-    def __init__(self, config=None, users=None, aliases=None, env=None, name="ternd"):
+    def __init__(self, config=None, users=None, aliases=None, env=None, name="ternd",
+                 tls=False, smtps=False):
         self.binary = ternd_binary()
         self.run_user = ensure_run_user()
         self.root = Path(tempfile.mkdtemp(prefix="tern-it-", dir="/tmp"))
@@ -109,6 +217,7 @@ class Ternd:
         self.conf_path = self.data_dir / "tern.conf"
         self.smtp_port = free_port()
         self.submission_port = free_port()
+        self.smtps_port = free_port() if smtps else None
         self.users = list(DEFAULT_USERS if users is None else users)
         self.aliases = list(DEFAULT_ALIASES if aliases is None else aliases)
         self.sections = {
@@ -124,6 +233,10 @@ class Ternd:
                        "min_free_space": "0"},
             "policy": {"vrfy": "authenticated", "expn": "authenticated"},
         }
+        if tls or smtps:  # [tls]: a self-signed certificate, made by write_files
+            self.sections["tls"] = {"cert": "tls/cert.pem", "key": "tls/key.pem"}
+        if smtps:
+            self.sections["listen"]["smtps"] = f"127.0.0.1:{self.smtps_port}"
         for k, v in (config or {}).items():
             sec, key = k.split(".", 1)
             if v is None:
@@ -153,7 +266,21 @@ class Ternd:
         tmp.write_text(text)
         os.replace(tmp, path)
 
+    def tls_path(self, key="cert") -> Path | None:
+        v = self.sections.get("tls", {}).get(key)
+        if not v:
+            return None
+        p = Path(v)
+        return p if p.is_absolute() else self.data_dir / p
+
+    @property
+    def cert_path(self) -> Path | None:
+        return self.tls_path("cert")
+
     def write_files(self):
+        cert, key = self.tls_path("cert"), self.tls_path("key")
+        if cert and key and not cert.exists() and not key.exists():
+            make_cert(cert, key)  # any [tls] cert the config names but nobody made yet
         self._write(self.conf_path, self.config_text())
         self._write(self.data_dir / "users", users_text(self.users))
         self._write(self.data_dir / "aliases", "".join(a + "\n" for a in self.aliases))
@@ -211,8 +338,10 @@ class Ternd:
                     s.sendall(b"QUIT\r\n")
                     while f.readline():
                         pass
-                # the submission listener too
+                # the submission (and smtps) listeners too
                 socket.create_connection(("127.0.0.1", self.submission_port), timeout=5).close()
+                if self.smtps_port:
+                    socket.create_connection(("127.0.0.1", self.smtps_port), timeout=5).close()
                 return
             except (ConnectionRefusedError, ConnectionResetError, socket.timeout) as e:
                 last = e
@@ -232,6 +361,23 @@ class Ternd:
     def signal(self, sig):
         assert self.alive()
         os.kill(self.pid, sig)
+
+    def reload(self, timeout=10.0):
+        """SIGHUP, then wait for the log's "reloaded" line (ternd re-reads config, users and
+        aliases). Raises if ternd logs that the reload failed."""
+        before = self.log_text().count("reloaded ")
+        failed = self.log_text().count("reload of ")
+        self.signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_text()
+            if text.count("reload of ") > failed:
+                raise RuntimeError("ternd refused the reload:\n" + self.log_tail(20))
+            if text.count("reloaded ") > before:
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"no 'reloaded' in the log {timeout}s after SIGHUP:\n"
+                           + self.log_tail(20))
 
     def kill9(self):
         if self.alive():
@@ -316,6 +462,18 @@ class Ternd:
 
     def smtp(self, **kw) -> "Conn":
         return Conn(self.smtp_port, **kw)
+
+    def submission(self, **kw) -> "Conn":
+        return Conn(self.submission_port, **kw)
+
+    def tls_context(self, **kw) -> ssl.SSLContext:
+        """A client context that trusts this server's certificate (and checks HOSTNAME)."""
+        return client_tls_context(self.cert_path, **kw)
+
+    def smtps(self, ctx=None, **kw) -> "Conn":
+        """Implicit TLS (RFC 8314): the handshake first, then the greeting."""
+        assert self.smtps_port, "this ternd has no smtps listener (smtps=True)"
+        return Conn(self.smtps_port, tls=ctx or self.tls_context(), **kw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,11 +569,18 @@ class Conn:
     successful EHLO (except the EHLO/HELO replies and 354), none before EHLO or after HELO."""
 
     def __init__(self, port, host="127.0.0.1", bind=None, timeout=TIMEOUT, greet=True,
-                 check_enhanced=True):
+                 check_enhanced=True, tls: ssl.SSLContext | None = None,
+                 server_hostname=HOSTNAME):
         self.port = port
         self.timeout = timeout
         self.sock = socket.create_connection(
             (host, port), timeout=timeout, source_address=(bind, 0) if bind else None)
+        if tls is not None:  # implicit TLS: handshake before anything else
+            try:
+                self.sock = tls.wrap_socket(self.sock, server_hostname=server_hostname)
+            except BaseException:
+                self.sock.close()
+                raise
         self.buf = b""
         self.esmtp = False
         self.mode = "before HELO/EHLO"
@@ -525,8 +690,8 @@ class Conn:
         return r
 
     def _check_enhanced(self, r: Reply):
-        if not self.check_enhanced or r.kind in ("EHLO", "HELO") or r.code == 354:
-            return
+        if not self.check_enhanced or r.kind in ("EHLO", "HELO") or r.code in (354, 334):
+            return  # 334 carries a SASL challenge in base64, never a status code (RFC 4954)
         for line in r.lines:
             m = ENH_RE.match(line)
             if self.esmtp:
@@ -563,6 +728,22 @@ class Conn:
             self._note("S: ", raw)
             raise AssertionError(f"expected the connection to close, got {raw!r}\n"
                                  + self.transcript())
+
+    def starttls(self, ctx: ssl.SSLContext, server_hostname=HOSTNAME) -> Reply:
+        """STARTTLS, 220 2.0.0, then the handshake on this socket (RFC 3207). Asserts that
+        nothing followed the 220 in clear. The session is reset: EHLO again."""
+        r = self.expect("STARTTLS", "220 2.0.0")
+        if self.buf:
+            raise ProtocolError(f"bytes after the 220 to STARTTLS, before the handshake: "
+                                f"{self.buf!r}\n{self.transcript()}")
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname)
+        self.log.append(f"-- TLS {self.sock.version()} {self.sock.cipher()[0]}")
+        self.esmtp, self.mode = False, "after STARTTLS, before EHLO"
+        return r
+
+    @property
+    def tls(self) -> bool:
+        return isinstance(self.sock, ssl.SSLSocket)
 
     def ehlo(self, name="client.test") -> Reply:
         return self.expect(f"EHLO {name}", "250")

@@ -712,8 +712,7 @@ def test_expn_none_502(srv_none):
 # --------------------------------------------------------------------------------------------
 # refusals and errors
 
-@pytest.mark.parametrize("line", ["TURN", "STARTTLS", "AUTH PLAIN AGFsaWNlAHNlY3JldA==",
-                                  "AUTH LOGIN"])
+@pytest.mark.parametrize("line", ["TURN", "ETRN example.org"])
 def test_not_implemented_502(server, line):
     with ehlo_conn(server) as c:
         c.expect(line, "502 5.5.1")

@@ -756,7 +756,7 @@ static void test_valid_names(void **state)
     assert_false(conf_valid_local("\"q\""));
 }
 
-/* Until TLS exists, an smtps listener would be cleartext on the implicit-TLS port: refused. */
+/* An smtps listener without a certificate would be cleartext on the implicit-TLS port. */
 static void test_smtps_refused(void **state)
 {
     struct fx *f = *state;
@@ -767,9 +767,19 @@ static void test_smtps_refused(void **state)
                           "smtps = 127.0.0.1:2465\n",
                           users_ok, aliases_ok);
     assert_null(c);
-    assert_error(f->err, f->conf, 4,
-                 "smtps = 127.0.0.1:2465: implicit TLS is not available in this version; remove "
-                 "the line or comment it out");
+    assert_error(f->err, f->conf, 3,
+                 "smtps listener on port 2465 needs a certificate: add cert = and key = under "
+                 "[tls]");
+    c = load(f,
+             "[server]\n"
+             "domains = example.org\n"
+             "[listen]\n"
+             "smtp = 127.0.0.1:2525\n"
+             "[tls]\n"
+             "cert = nothere.pem\n",
+             users_ok, aliases_ok);
+    assert_null(c);
+    assert_error(f->err, f->conf, 5, "[tls] needs both cert = and key = (or neither, for no TLS)");
 }
 
 int main(void)

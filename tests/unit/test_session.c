@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "smtp/session.h"
 
@@ -22,11 +23,20 @@ struct fixture {
     size_t outlen;
     char msg[1 << 20]; /* the stored message */
     size_t msglen;
-    int commits, aborts, begins;
+    int commits, aborts, begins, starttls, auth_steps;
+    size_t nforeign;
     bool fail_begin, fail_append, fail_commit, storage_full;
     char last_mailboxes[8][TABLES_ADDR_MAX + 1];
     size_t nlast;
 };
+
+#define ALICE_PLAIN "AGFsaWNlQGV4YW1wbGUub3JnAHB3"
+
+static bool mech_ok(void *ctx, const char *mech, size_t len)
+{
+    (void)ctx;
+    return len == 5 && strncasecmp(mech, "PLAIN", 5) == 0;
+}
 
 static bool storage_ok(void *ctx)
 {
@@ -98,6 +108,7 @@ static void serve(struct fixture *f)
             r.ok = !f->fail_begin;
             snprintf(r.id, sizeof r.id, "ID%d", f->begins);
             f->nlast = q->txn->nmailboxes < 8 ? q->txn->nmailboxes : 8;
+            f->nforeign = q->txn->nforeign;
             for (size_t i = 0; i < f->nlast; i++)
                 memcpy(f->last_mailboxes[i], q->txn->mailboxes[i], TABLES_ADDR_MAX + 1);
             break;
@@ -114,6 +125,26 @@ static void serve(struct fixture *f)
             break;
         case SMTP_REQ_STORE_ABORT:
             f->aborts++;
+            break;
+        case SMTP_REQ_STARTTLS:
+            f->starttls++;
+            snprintf(r.tls_info, sizeof r.tls_info, "TLSv1.3 with cipher TEST");
+            break;
+        case SMTP_REQ_AUTH:
+            /* a fake SASL: PLAIN with alice's credentials, base64 of "\0alice@example.org\0pw" */
+            f->auth_steps++;
+            if (q->auth_cancel)
+                break;
+            if (q->mech && !q->auth_data) {
+                r.more = true; /* empty challenge */
+            } else if (q->auth_data && strcmp(q->auth_data, ALICE_PLAIN) == 0) {
+                snprintf(r.user, sizeof r.user, "alice@example.org");
+            } else {
+                r.ok = false;
+                r.code = 535;
+                snprintf(r.enh, sizeof r.enh, "5.7.8");
+                snprintf(r.text, sizeof r.text, "Authentication credentials invalid");
+            }
             break;
         }
         smtp_session_resume(f->s, &r);
@@ -214,7 +245,7 @@ static const struct {
     {"SOML FROM:<a@b.test>", {503, 250, 503, 503, 503}},
     {"SAML FROM:<a@b.test>", {503, 250, 503, 503, 503}},
     {"TURN", {502, 502, 502, 502, 503}},
-    {"STARTTLS", {502, 502, 502, 502, 503}},
+    {"STARTTLS", {454, 454, 503, 503, 503}}, /* no certificate; never inside a transaction */
     {"BOGUS", {500, 500, 500, 500, 503}},
     {"QUIT", {221, 221, 221, 221, 221}},
 };
@@ -738,6 +769,144 @@ static void test_refused_and_shutdown(void **state)
     fx_free(f);
 }
 
+static struct fixture *fx_secure(bool submission, bool tls_available)
+{
+    struct fixture *f = fx_new(false);
+    f->env.submission = submission;
+    f->env.tls_available = tls_available;
+    f->env.auth_mechs = "PLAIN";
+    f->env.auth_mech_ok = mech_ok;
+    return f;
+}
+
+static void test_starttls(void **state)
+{
+    (void)state;
+    struct fixture *f = fx_secure(false, false);
+    assert_int_equal(cmd(f, "EHLO c.test"), 250);
+    assert_null(strstr(f->out, "STARTTLS"));
+    assert_int_equal(cmd(f, "STARTTLS"), 454); /* no certificate */
+    fx_free(f);
+
+    f = fx_secure(false, true);
+    assert_int_equal(cmd(f, "EHLO c.test"), 250);
+    assert_non_null(strstr(f->out, "STARTTLS\r\n"));
+    assert_null(strstr(f->out, "AUTH")); /* no AUTH in clear */
+    assert_int_equal(cmd(f, "STARTTLS now"), 501);
+    assert_int_equal(cmd(f, "MAIL FROM:<a@b.test>"), 250);
+    assert_int_equal(cmd(f, "STARTTLS"), 503); /* inside a transaction */
+    assert_int_equal(cmd(f, "RSET"), 250);
+    /* pipelined plaintext after STARTTLS is not consumed: the caller throws it away */
+    const char *in = "STARTTLS\r\nNOOP\r\n";
+    serve(f);
+    size_t used = smtp_session_feed(f->s, in, strlen(in));
+    assert_int_equal(used, strlen("STARTTLS\r\n"));
+    serve(f);
+    assert_non_null(strstr(last_line(f), "220 2.0.0 Ready to start TLS"));
+    assert_int_equal(f->starttls, 1);
+    /* everything is forgotten: EHLO again, and no STARTTLS offered any more */
+    assert_int_equal(cmd(f, "MAIL FROM:<a@b.test>"), 503);
+    size_t before = f->outlen;
+    assert_int_equal(cmd(f, "EHLO c.test"), 250);
+    assert_null(strstr(f->out + before, "STARTTLS"));
+    assert_non_null(strstr(f->out + before, "250 AUTH PLAIN"));
+    assert_int_equal(cmd(f, "STARTTLS"), 503);
+    /* Received: says TLS */
+    assert_int_equal(cmd(f, "MAIL FROM:<a@b.test>"), 250);
+    assert_int_equal(cmd(f, "RCPT TO:<alice@example.org>"), 250);
+    assert_int_equal(cmd(f, "DATA"), 354);
+    assert_int_equal(send_text(f, "x\r\n.\r\n"), 250);
+    f->msg[f->msglen] = '\0';
+    assert_non_null(strstr(f->msg, "with ESMTPS (TLSv1.3 with cipher TEST) id"));
+    fx_free(f);
+}
+
+static void test_auth_replies(void **state)
+{
+    (void)state;
+    struct fixture *f = fx_secure(false, true);
+    assert_int_equal(cmd(f, "AUTH PLAIN " ALICE_PLAIN), 503); /* before EHLO */
+    assert_int_equal(cmd(f, "EHLO c.test"), 250);
+    assert_int_equal(cmd(f, "AUTH PLAIN " ALICE_PLAIN), 538); /* in clear */
+    assert_string_equal(last_line(f),
+                        "538 5.7.11 Encryption required for requested authentication mechanism");
+    fx_free(f);
+
+    f = fx_secure(false, true);
+    f->env.tls_active = true;
+    smtp_session_free(f->s);
+    f->s = smtp_session_new(&f->env);
+    assert_int_equal(cmd(f, "EHLO c.test"), 250);
+    assert_int_equal(cmd(f, "AUTH CRAM-MD5"), 504);
+    assert_int_equal(cmd(f, "AUTH"), 501);
+    assert_int_equal(cmd(f, "AUTH PLAIN"), 334);
+    assert_string_equal(last_line(f), "334 ");
+    assert_int_equal(cmd(f, "*"), 501);
+    assert_string_equal(last_line(f), "501 5.0.0 Authentication cancelled");
+    assert_int_equal(cmd(f, "AUTH PLAIN d3Jvbmc="), 535);
+    assert_int_equal(cmd(f, "MAIL FROM:<a@b.test>"), 250);
+    assert_int_equal(cmd(f, "AUTH PLAIN " ALICE_PLAIN), 503); /* inside a transaction */
+    assert_int_equal(cmd(f, "RSET"), 250);
+    assert_int_equal(cmd(f, "AUTH PLAIN " ALICE_PLAIN), 235);
+    assert_string_equal(last_line(f), "235 2.7.0 Authentication successful");
+    assert_string_equal(smtp_session_auth_user(f->s), "alice@example.org");
+    assert_int_equal(cmd(f, "AUTH PLAIN " ALICE_PLAIN), 503); /* already */
+    fx_free(f);
+
+    /* a long initial response (up to 12288 octets) is one AUTH line, not "too long" */
+    f = fx_secure(false, true);
+    f->env.auth_cleartext_ok = true;
+    assert_int_equal(cmd(f, "EHLO c.test"), 250);
+    char *line = malloc(3000);
+    strcpy(line, "AUTH PLAIN ");
+    memset(line + 11, 'Q', 2000);
+    line[2011] = '\0';
+    assert_int_equal(cmd(f, line), 535);
+    free(line);
+    /* three failures close the session */
+    assert_int_equal(cmd(f, "AUTH PLAIN d3Jvbmc="), 535);
+    assert_int_equal(cmd(f, "AUTH PLAIN d3Jvbmc="), 421);
+    assert_int_equal(smtp_session_wants_close(f->s), SMTP_CLOSE_AFTER_OUTPUT);
+    fx_free(f);
+}
+
+static void test_submission_and_relay(void **state)
+{
+    (void)state;
+    struct fixture *f = fx_secure(true, true);
+    f->env.auth_cleartext_ok = true;
+    assert_int_equal(cmd(f, "EHLO c.test"), 250);
+    assert_int_equal(cmd(f, "MAIL FROM:<alice@example.org>"), 530);
+    assert_string_equal(last_line(f), "530 5.7.0 Authentication required");
+    assert_int_equal(cmd(f, "AUTH PLAIN " ALICE_PLAIN), 235);
+    assert_int_equal(cmd(f, "MAIL FROM:<bob@example.org>"), 553); /* not hers */
+    assert_string_equal(last_line(f), "553 5.7.1 Sender address not owned by user "
+                                      "alice@example.org");
+    assert_int_equal(cmd(f, "MAIL FROM:<user%example.org@example.org>"), 553);
+    assert_int_equal(cmd(f, "MAIL FROM:<team@example.org>"), 250); /* an alias that reaches her */
+    assert_int_equal(cmd(f, "RSET"), 250);
+    assert_int_equal(cmd(f, "MAIL FROM:<>"), 250);
+    assert_int_equal(cmd(f, "RSET"), 250);
+    assert_int_equal(cmd(f, "MAIL FROM:<Alice@Example.ORG>"), 250);
+    assert_int_equal(cmd(f, "RCPT TO:<friend@other.test>"), 250);
+    assert_int_equal(cmd(f, "RCPT TO:<user%other.test@example.org>"), 550); /* still no tricks */
+    assert_int_equal(cmd(f, "RCPT TO:<bob@example.org>"), 250);
+    assert_int_equal(cmd(f, "DATA"), 354);
+    assert_int_equal(send_text(f, "x\r\n.\r\n"), 250);
+    assert_int_equal(f->nforeign, 1);
+    assert_int_equal(f->nlast, 1);
+    f->msg[f->msglen] = '\0';
+    assert_non_null(strstr(f->msg, "with ESMTPA id")); /* authenticated, not TLS */
+    fx_free(f);
+
+    /* unauthenticated on the smtp listener: never a relay */
+    f = fx_secure(false, true);
+    assert_int_equal(cmd(f, "EHLO c.test"), 250);
+    assert_int_equal(cmd(f, "MAIL FROM:<alice@example.org>"), 250);
+    assert_int_equal(cmd(f, "RCPT TO:<friend@other.test>"), 550);
+    fx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -758,6 +927,9 @@ int main(void)
         cmocka_unit_test(test_info),
         cmocka_unit_test(test_legacy_transactions),
         cmocka_unit_test(test_refused_and_shutdown),
+        cmocka_unit_test(test_starttls),
+        cmocka_unit_test(test_auth_replies),
+        cmocka_unit_test(test_submission_and_relay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
