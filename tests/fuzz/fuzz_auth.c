@@ -177,8 +177,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (st != SASL_CONTINUE) {
         /* Ended means ended. */
         char *out = NULL;
-        FUZZ_CHECK(sasl_conn_step(c, "", &out, user, sizeof(user), why, sizeof(why)) ==
-                   SASL_FAIL);
+        FUZZ_CHECK(sasl_conn_step(c, "", &out, user, sizeof(user), why, sizeof(why)) == SASL_FAIL);
         FUZZ_CHECK(out == NULL);
     }
     sasl_conn_free(c);
