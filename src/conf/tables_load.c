@@ -90,14 +90,16 @@ static void users_line(struct tables *t, const char *path, int line, char *s, st
     strcpy(u.addr, f[F_USER]);
     const char *pw = f[F_PASS];
     if (*pw) {
-        bool crypt = strncasecmp(pw, "{CRYPT}", 7) == 0 && pw[7];
-        for (const char *p = pw; crypt && *p; p++)
-            crypt = !is_space(*p);
-        if (!crypt) {
+        /* the two schemes passwd.c verifies: crypt(3) hashes and SCRAM stored keys */
+        bool hashed = (strncasecmp(pw, "{CRYPT}", 7) == 0 && pw[7]) ||
+                      (strncasecmp(pw, "{SCRAM-SHA-256}", 15) == 0 && pw[15]);
+        for (const char *p = pw; hashed && *p; p++)
+            hashed = !is_space(*p);
+        if (!hashed) {
             conf_error(e, path, line,
-                       "the password of %s is not a {CRYPT} hash; store only hashes: "
-                       "{CRYPT} followed by the output of `mkpasswd -m yescrypt`",
-                       u.addr);
+                       "the password of %s is not a {CRYPT} or {SCRAM-SHA-256} hash; store only "
+                       "hashes: set it with `tern user passwd %s`",
+                       u.addr, u.addr);
             return;
         }
         if (strlen(pw) >= sizeof(u.password)) {

@@ -28,10 +28,10 @@ void info_help(struct smtp_session *s, const char *arg, size_t len)
     session_reply(s, 214, "2.0.0", "%s", t);
 }
 
-/* Does policy let this client see real answers? No client is authenticated before AUTH exists. */
-static bool disclosed(enum smtp_disclose d)
+/* Does policy let this client see real answers? */
+static bool disclosed(const struct smtp_session *s, enum smtp_disclose d)
 {
-    return d == SMTP_DISCLOSE_ALL;
+    return d == SMTP_DISCLOSE_ALL || (d == SMTP_DISCLOSE_AUTHENTICATED && s->authenticated);
 }
 
 /* Copies the argument without surrounding angle brackets, lowercased, into buf. */
@@ -73,7 +73,7 @@ void info_vrfy(struct smtp_session *s, const char *arg, size_t len)
     }
     if (!session_junk(s))
         return;
-    if (!disclosed(s->env->vrfy)) {
+    if (!disclosed(s, s->env->vrfy)) {
         session_reply(s, 252, "2.5.2",
                       "Cannot VRFY user, but will accept message and attempt delivery");
         return;
@@ -125,7 +125,7 @@ void info_expn(struct smtp_session *s, const char *arg, size_t len)
         session_reply(s, 502, "5.5.1", "EXPN is disabled by policy");
         return;
     }
-    if (!disclosed(s->env->expn)) {
+    if (!disclosed(s, s->env->expn)) {
         session_reply(s, 252, "2.5.2", "Cannot EXPN: members are shown to authenticated users");
         return;
     }

@@ -517,8 +517,8 @@ static void test_users_errors(void **state)
                  "to domains = in [server] or fix the address");
     assert_error(e, p, 3, "user admin@example.org is listed twice; remove one of the lines");
     assert_error(e, p, 4,
-                 "the password of carol@example.org is not a {CRYPT} hash; store only "
-                 "hashes: {CRYPT} followed by the output of `mkpasswd -m yescrypt`");
+                 "the password of carol@example.org is not a {CRYPT} or {SCRAM-SHA-256} "
+                 "hash; store only hashes: set it with `tern user passwd carol@example.org`");
     assert_error(e, p, 5,
                  "'nopass' has no password field; write user@domain:{CRYPT}hash (the "
                  "hash may be empty: user@domain:)");

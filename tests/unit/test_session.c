@@ -878,7 +878,12 @@ static void test_submission_and_relay(void **state)
     assert_int_equal(cmd(f, "EHLO c.test"), 250);
     assert_int_equal(cmd(f, "MAIL FROM:<alice@example.org>"), 530);
     assert_string_equal(last_line(f), "530 5.7.0 Authentication required");
+    f->env.vrfy = SMTP_DISCLOSE_AUTHENTICATED;
+    f->env.expn = SMTP_DISCLOSE_AUTHENTICATED;
+    assert_int_equal(cmd(f, "VRFY bob@example.org"), 252); /* not yet authenticated */
     assert_int_equal(cmd(f, "AUTH PLAIN " ALICE_PLAIN), 235);
+    assert_int_equal(cmd(f, "VRFY bob@example.org"), 250);
+    assert_int_equal(cmd(f, "EXPN team@example.org"), 250);
     assert_int_equal(cmd(f, "MAIL FROM:<bob@example.org>"), 553); /* not hers */
     assert_string_equal(last_line(f), "553 5.7.1 Sender address not owned by user "
                                       "alice@example.org");
