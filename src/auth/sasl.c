@@ -446,6 +446,13 @@ static bool gsasl_client_fault(int rc)
     }
 }
 
+/* GNU SASL's name for rc, for the log; it has none for codes it does not know. */
+static const char *rc_name(int rc)
+{
+    const char *n = gsasl_strerror_name(rc);
+    return n ? n : "unknown GNU SASL error";
+}
+
 /* The mechanism succeeded for authid: decides who the client now is. An authorization identity
  * other than authid is granted only to admins, and only as an existing, unlocked local user. */
 static enum sasl_status authorize(struct sasl_conn *c, char *why, size_t whylen)
@@ -591,11 +598,10 @@ static enum sasl_status step_decoded(struct sasl_conn *c, const char *in, size_t
         }
     } else if (gsasl_client_fault(rc)) {
         st = SASL_FAIL;
-        err_set(why, whylen, "%s: %s", mech_names[c->mech],
-                c->why[0] ? c->why : gsasl_strerror_name(rc));
+        err_set(why, whylen, "%s: %s", mech_names[c->mech], c->why[0] ? c->why : rc_name(rc));
     } else {
         st = SASL_TEMP;
-        err_set(why, whylen, "%s: %s", mech_names[c->mech], gsasl_strerror_name(rc));
+        err_set(why, whylen, "%s: %s", mech_names[c->mech], rc_name(rc));
     }
     if (st == SASL_CONTINUE) {
         *out = b64_encode((const unsigned char *)(gout ? gout : ""), goutlen);

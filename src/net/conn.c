@@ -309,8 +309,9 @@ static void auth_done(void *arg)
             fail_result(&r, 454, "4.7.0", "Temporary authentication failure");
         break;
     case SASL_OK:
-        if (throttle_blocked(c->srv->throttle, c->ip, j->user, t)) {
-            log_warn("auth refused for %s from %s: too many recent failures", j->user, c->ip);
+        /* keyed on who proved the password: an admin acting for a user is the admin */
+        if (throttle_blocked(c->srv->throttle, c->ip, authid, t)) {
+            log_warn("auth refused for %s from %s: too many recent failures", authid, c->ip);
             fail_result(&r, 454, "4.7.0", "Too many authentication failures; try again later");
             break;
         }

@@ -33,7 +33,13 @@ void log_msg(enum log_level l, const char *fmt, ...)
     va_end(ap);
     if (m < 0)
         return;
+    size_t start = n;
     n += (size_t)m < sizeof buf - n - 1 ? (size_t)m : sizeof buf - n - 2;
+    /* Messages quote what clients sent: no control character may forge or split a log line.
+     * Reload errors are the one multi-line message, and their newlines are ours. */
+    for (size_t i = start; i < n; i++)
+        if (((unsigned char)buf[i] < 0x20 && buf[i] != '\n') || buf[i] == 0x7f)
+            buf[i] = '?';
     buf[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, buf, n);
     (void)w; /* nowhere left to report a failed log write */
