@@ -16,12 +16,9 @@ if [ "$(id -u)" -eq 0 ] && ! id tern >/dev/null 2>&1; then
   useradd --system --no-create-home --shell /usr/sbin/nologin tern
 fi
 
-if [ ! -f "$VAR/tern.conf" ]; then
-  build/tern init "$VAR" --smtp "$SMTP_PORT" --submission "$SUBMISSION_PORT" --smtps "$SMTPS_PORT"
-fi
 
 if [ ! -f "$VAR/tls/cert.pem" ]; then
-  mkdir -p "$VAR/tls"
+  mkdir -p "$VAR/tls" && chmod 750 "$VAR"
   cn=$(hostname -f 2>/dev/null || hostname)
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
     -subj "/CN=$cn" -addext "subjectAltName=DNS:$cn,DNS:localhost,IP:127.0.0.1" \
@@ -29,6 +26,10 @@ if [ ! -f "$VAR/tls/cert.pem" ]; then
   chmod 600 "$VAR/tls/key.pem"
   echo "make run: created a self-signed certificate $VAR/tls/cert.pem for $cn"
   openssl x509 -in "$VAR/tls/cert.pem" -noout -fingerprint -sha256
+fi
+
+if [ ! -f "$VAR/tern.conf" ]; then
+  build/tern init "$VAR" --smtp "$SMTP_PORT" --submission "$SUBMISSION_PORT" --smtps "$SMTPS_PORT"
 fi
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -47,7 +48,9 @@ Send a first mail from another terminal:
   swaks --server 127.0.0.1:${port:-$SMTP_PORT} --from you@example.com --to $user
 or with Python:
   python3 -c 'import smtplib; smtplib.SMTP("127.0.0.1", ${port:-$SMTP_PORT}).sendmail("you@example.com", ["$user"], "Subject: hi\r\n\r\nhello\r\n")'
-(\`tern send\`, tern's own client, arrives with the client-side work; see the README.)
+As $user (with the password printed above), over STARTTLS on the submission port:
+  swaks --server 127.0.0.1:${SUBMISSION_PORT} --tls --auth-user $user --from $user --to $user
+(swaks asks for the password; \`tern send\` arrives with the client-side work, see the README.)
 
 MSG
 exec build/ternd -c "$VAR/tern.conf"

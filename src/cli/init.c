@@ -39,7 +39,7 @@ static const char usage[] =
     "  --hostname H        this server's name (default: the machine's name)\n"
     "  --smtp PORT         SMTP port on 127.0.0.1 (default 2525)\n"
     "  --submission PORT   submission port on 127.0.0.1 (default 2587)\n"
-    "  --smtps PORT        SMTPS port, written commented out until TLS exists (default 2465)\n"
+    "  --smtps PORT        SMTPS port (default 2465); active when DIR/tls/ has cert.pem+key.pem\n"
     "  --run-as USER       Unix user ternd drops to when started as root (default tern)\n";
 
 struct init_opts {
@@ -261,8 +261,28 @@ static int make_password(char *out)
     return 0;
 }
 
+/* TLS lines: active when DIR/tls/ already holds a certificate and key (make run makes them
+ * first), commented out with how to get them otherwise, since smtps needs them to load. */
+static void tls_lines(const char *dir, int smtps, char *listen, size_t ln, char *tls, size_t tn)
+{
+    char cert[PATH_MAX + 16], key[PATH_MAX + 16];
+    snprintf(cert, sizeof cert, "%s/tls/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/tls/key.pem", dir);
+    bool have = access(cert, R_OK) == 0 && access(key, R_OK) == 0;
+    snprintf(listen, ln, "%ssmtps = 127.0.0.1:%d%s\n", have ? "" : "# ", smtps,
+             have ? "" : "    ; needs [tls] below");
+    snprintf(tls, tn,
+             "[tls]\n"
+             "%scert = tls/cert.pem%s\n"
+             "%skey = tls/key.pem\n",
+             have ? "" : "# ", have ? "" : "    ; PEM chain; make run creates a self-signed one",
+             have ? "" : "# ");
+}
+
 static int make_conf(const struct init_opts *o, char *buf, size_t n)
 {
+    char listen[256], tls[512];
+    tls_lines(o->dir, o->smtps, listen, sizeof listen, tls, sizeof tls);
     char date[32];
     time_t now = time(NULL);
     struct tm tm;
@@ -285,7 +305,7 @@ static int make_conf(const struct init_opts *o, char *buf, size_t n)
         "[listen]\n"
         "smtp = 127.0.0.1:%d\n"
         "submission = 127.0.0.1:%d\n"
-        "# smtps = 127.0.0.1:%d    ; needs TLS, which tern does not have yet\n"
+        "%s"
         "\n"
         "[limits]\n"
         "# message_size = 25M\n"
@@ -302,8 +322,15 @@ static int make_conf(const struct init_opts *o, char *buf, size_t n)
         "[policy]\n"
         "# deny = 192.0.2.0/24, 2001:db8::/32\n"
         "# vrfy = authenticated      ; none | authenticated | all\n"
-        "# expn = authenticated\n",
-        date, o->hostname, o->run_as, o->domain, o->smtp, o->submission, o->smtps);
+        "# expn = authenticated\n"
+        "\n"
+        "%s"
+        "\n"
+        "[auth]\n"
+        "# plaintext = no           ; no | loopback (AUTH in clear from 127.0.0.1, for tests)\n"
+        "# max_failures = 5\n"
+        "# window = 600\n",
+        date, o->hostname, o->run_as, o->domain, o->smtp, o->submission, listen, tls);
     return r < 0 || (size_t)r >= n ? -1 : 0;
 }
 
