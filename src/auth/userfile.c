@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "util/err.h"
+#include "util/fsutil.h"
 
 #define FILE_MAX (64u << 20) /* a users file past this is not one a person keeps */
 #define FINISH_ERR_MAX 65536
@@ -72,21 +73,6 @@ void userfile_from_conf(struct userfile *uf, const struct conf *c)
     uf->lock_timeout_ms = USERFILE_LOCK_TIMEOUT_MS;
 }
 
-static int write_all(int fd, const char *s, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, s, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        s += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 int userfile_write_temp(const char *dir, const char *name, const void *content, size_t len,
                         mode_t mode, uid_t uid, gid_t gid, char *tmp, size_t tmplen, char *err,
                         size_t errlen)
@@ -103,7 +89,7 @@ int userfile_write_temp(const char *dir, const char *name, const void *content, 
     }
     /* fchown before fchmod: changing the owner may clear set-id bits the mode should keep */
     if ((uid != (uid_t)-1 && fchown(fd, uid, gid) < 0) || fchmod(fd, mode) < 0 ||
-        write_all(fd, content, len) < 0 || fsync(fd) < 0) {
+        fsutil_write_all(fd, content, len) < 0 || fsync(fd) < 0) {
         err_set(err, errlen, "cannot write %s: %s; check free space and permissions", tmp,
                 strerror(errno));
         close(fd);
@@ -120,12 +106,8 @@ int userfile_write_temp(const char *dir, const char *name, const void *content, 
 
 int userfile_sync_dir(const char *dir)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int r = fsync(fd);
-    close(fd);
-    return r;
+    char err[256];
+    return fsutil_fsync_dir(dir, "tern", err, sizeof err);
 }
 
 /* The lowercased address, checked for shape; -1 with e filled. */
@@ -432,10 +414,9 @@ static int apply(const struct buf *b, struct edit *ed, struct buf *out, struct u
     case OP_DELETE:
         return buf_add(out, b->p, l.start) || buf_add(out, b->p + l.next, b->len - l.next);
     case OP_PASSWD:
-        if (field_at(b, &l, 1, &off, &len) < 0) {
-            off = l.tail; /* "user" alone: the loader refuses it, so this cannot be */
-            len = 0;
-        }
+        if (field_at(b, &l, 1, &off, &len) < 0) /* "user" alone, with no password field */
+            return buf_add(out, b->p, l.tail) || buf_str(out, ":") || buf_str(out, ed->password) ||
+                   buf_add(out, b->p + l.tail, b->len - l.tail);
         return buf_add(out, b->p, off) || buf_str(out, ed->password) ||
                buf_add(out, b->p + off + len, b->len - off - len);
     case OP_LOCK: {

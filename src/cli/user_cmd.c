@@ -32,8 +32,8 @@ static const char usage[] =
     "       tern user list [-c CONFIG]\n"
     "\n"
     "Edits the users file that CONFIG names; each edit is checked to load as ternd would\n"
-    "load it and replaces the file in one step. A running ternd sees a change when it\n"
-    "reloads (kill -HUP $(pidof ternd)).\n"
+    "load it and replaces the file in one step. A running ternd notices the change\n"
+    "within seconds (it watches the file), or at once on SIGHUP.\n"
     "\n"
     "  add       add ADDR (user@domain in a local domain, not an alias)\n"
     "  passwd    set ADDR's password (keeps its scheme unless --scram or --crypt)\n"
@@ -113,7 +113,7 @@ static int report_fail(const struct user_opts *o, const struct userfile_err *e)
 
 static void remind_reload(void)
 {
-    printf("a running ternd sees this when it reloads: kill -HUP $(pidof ternd)\n");
+    printf("ternd picks this up within seconds (at once: kill -HUP $(pidof ternd))\n");
 }
 
 /* ---- reading a password ---------------------------------------------------------------- */
@@ -465,8 +465,12 @@ static int run_list(const struct user_opts *o, const struct conf *c)
             strcat(flags, flags[0] ? ",moved=" : "moved=");
             strcat(flags, u->moved);
         }
-        printf("%-*s  %-13s  %-12s  %s\n", width, u->addr, scheme_of(u->password),
-               flags[0] ? flags : "-", u->name);
+        if (u->name[0])
+            printf("%-*s  %-13s  %-12s  %s\n", width, u->addr, scheme_of(u->password),
+                   flags[0] ? flags : "-", u->name);
+        else /* no blanks at the end of the line */
+            printf("%-*s  %-13s  %s\n", width, u->addr, scheme_of(u->password),
+                   flags[0] ? flags : "-");
     }
     explicit_bzero(users, n * sizeof(*users));
     free(users);

@@ -4,7 +4,7 @@
  * copied, across filesystems) into new/ of every recipient as NAME,S=SIZE, each new/ fsync'd,
  * and only then reported delivered. A failure part-way removes every copy already made. */
 #include "util/err.h"
-#include "store/fsutil.h"
+#include "util/fsutil.h"
 #include "store/maildir.h"
 
 #include <errno.h>

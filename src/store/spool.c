@@ -6,7 +6,7 @@
  * failure part-way removes whatever reached queue/. Also reads the queue back, oldest first. */
 #include "store/spool.h"
 
-#include "store/fsutil.h"
+#include "util/fsutil.h"
 #include "util/err.h"
 
 #include <dirent.h>

@@ -1,8 +1,8 @@
 /* File-system helpers shared by the two stores, maildir.c and spool.c, which keep the same
  * durability discipline: every byte written or an error, directories fsync'd after entries are
  * added or removed, and every failure reported as a reason naming the path. */
-#ifndef TERN_STORE_FSUTIL_H
-#define TERN_STORE_FSUTIL_H
+#ifndef TERN_UTIL_FSUTIL_H
+#define TERN_UTIL_FSUTIL_H
 
 #include <stdbool.h>
 #include <stddef.h>

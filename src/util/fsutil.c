@@ -1,7 +1,7 @@
 /* The file-system helpers of fsutil.h: the full write, the directory fsync, the tolerant mkdir
  * and the reason writer that both stores (Maildir delivery and the outbound spool) use, so the
  * two keep one discipline and report failures the same way. */
-#include "store/fsutil.h"
+#include "util/fsutil.h"
 
 #include "util/err.h"
 
