@@ -47,10 +47,12 @@ struct conn {
     struct maildir_msg *msg;
     struct spool_msg *spool;
     struct sasl_conn *sasl;
-    bool busy;               /* a job (commit or SASL step) is on the worker pool */
-    bool dead;               /* the socket is gone: free when the job comes back */
-    bool handshaking;        /* TLS handshake under way */
-    struct event *hold;      /* delays the reply to a failed AUTH */
+    bool busy;            /* a job (commit or SASL step) is on the worker pool */
+    bool dead;            /* the socket is gone: free when the job comes back */
+    bool handshaking;     /* TLS handshake under way */
+    struct event *hold;   /* delays the reply to a failed AUTH */
+    struct event *linger; /* waits for the last reply to leave before closing */
+    int linger_ticks;
     struct smtp_result held; /* that reply */
     time_t started;
 };
@@ -120,6 +122,8 @@ static void conn_free(struct conn *c)
     sasl_conn_free(c->sasl);
     if (c->hold)
         event_free(c->hold);
+    if (c->linger)
+        event_free(c->linger);
     smtp_session_free(c->s);
     if (c->bev)
         bufferevent_free(c->bev);
@@ -134,6 +138,45 @@ static void conn_free(struct conn *c)
     free(c);
     if (srv->draining && srv->nconns == 0)
         event_base_loopexit(srv->base, NULL);
+}
+
+/* Reply bytes not yet handed to the kernel. Under STARTTLS they may sit, encrypted, in the
+ * underlying bufferevent after the TLS one has drained: closing then would lose the 221. */
+static size_t out_pending(struct conn *c)
+{
+    size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+    struct bufferevent *u = bufferevent_get_underlying(c->bev);
+    if (u)
+        n += evbuffer_get_length(bufferevent_get_output(u));
+    return n;
+}
+
+#define LINGER_TICK_MS 20
+#define LINGER_TICKS 250 /* 5 s for a client to take its last reply */
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    if (out_pending(c) == 0 || ++c->linger_ticks >= LINGER_TICKS)
+        conn_free(c);
+}
+
+/* The session is over: free the connection once its replies are out. */
+static void close_when_sent(struct conn *c)
+{
+    bufferevent_disable(c->bev, EV_READ);
+    if (c->busy)
+        return; /* the job's return frees it */
+    if (out_pending(c) == 0) {
+        conn_free(c);
+        return;
+    }
+    if (!c->linger && (c->linger = event_new(c->srv->base, -1, EV_PERSIST, linger_cb, c))) {
+        struct timeval tv = {0, LINGER_TICK_MS * 1000};
+        evtimer_add(c->linger, &tv);
+    }
 }
 
 static void flush(struct conn *c)
@@ -505,10 +548,8 @@ static void conn_drive(struct conn *c)
     }
     flush(c);
     if (smtp_session_wants_close(c->s) != SMTP_OPEN) {
-        bufferevent_disable(c->bev, EV_READ);
-        if (evbuffer_get_length(outbuf) == 0)
-            conn_free(c);
-        return; /* the write callback frees it once the replies are out */
+        close_when_sent(c);
+        return;
     }
     set_timeouts(c);
 }
@@ -525,8 +566,8 @@ static void write_cb(struct bufferevent *bev, void *arg)
     if (!c->s)
         return;
     if (smtp_session_wants_close(c->s) != SMTP_OPEN) {
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !c->busy)
-            conn_free(c);
+        if (!c->linger)
+            close_when_sent(c);
         return;
     }
     if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
