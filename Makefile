@@ -4,7 +4,8 @@
 #   make                 build ternd and tern into build/
 #   make run             install deps, build, create ./var if absent, run ternd in the foreground
 #   make check           install deps, build (gcc + clang), unit, integration, ASan/UBSan, fuzz smoke
-#   make bench           tern beside Postfix and OpenSMTPD (../shared/bench)
+#   make bench           tern beside Postfix and OpenSMTPD (../shared/bench): delivery, then
+#                        STARTTLS handshakes/s and AUTH PLAIN/s beside Postfix + Dovecot SASL
 #   make fuzz            build the libFuzzer harnesses (clang) into build/fuzz/
 #   make format          reformat with clang-format; make format-check only checks
 
@@ -84,6 +85,7 @@ check: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh
+	@bench/tls-auth.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
