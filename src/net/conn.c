@@ -689,7 +689,7 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, socklen_
     c->env = (struct smtp_env){
         .hostname = cf->hostname,
         .peer_ip = c->ip,
-        .submission = kind == LISTEN_SUBMISSION,
+        .submission = kind == LISTEN_SUBMISSION || kind == LISTEN_SMTPS, /* RFC 8314 3.3 */
         .refuse = conf_denied(cf, c->family, c->addr),
         .over_limit = srv->nconns >= cf->connections ||
                       count_ip(srv, c->family, c->addr) >= cf->connections_per_ip,

@@ -301,7 +301,7 @@ void txn_rcpt(struct smtp_session *s, const char *arg, size_t len)
         return;
     }
     bool foreign = path.literal;
-    if (foreign && !s->authenticated) {
+    if (foreign && !(s->authenticated && s->env->submission)) {
         session_reply(s, 550, "5.7.1", "<%s>: relaying denied: address literals are not local",
                       addr);
         return;
@@ -312,8 +312,10 @@ void txn_rcpt(struct smtp_session *s, const char *arg, size_t len)
     enum tables_status st = foreign ? TABLES_FOREIGN
                                     : resolve(s, path.local, path.postmaster ? NULL : path.domain,
                                               fwd, sizeof fwd, &added);
-    if (st == TABLES_FOREIGN && s->authenticated && s->txn.kind == SMTP_TXN_MAIL) {
-        /* Promise 2: only an authenticated user relays; the mail waits in the spool */
+    if (st == TABLES_FOREIGN && s->authenticated && s->env->submission &&
+        s->txn.kind == SMTP_TXN_MAIL) {
+        /* Promise 2: only an authenticated user relays, and only through submission (587, 465):
+         * the smtp listener never relays. The mail waits in the spool. */
         if (!add_foreign(s, addr)) {
             session_reply(s, 452, "4.5.3", "Too many recipients, send the rest later");
             return;

@@ -503,9 +503,9 @@ def test_tls12_handshake_works(tls_srv, listener):
 # Received: over TLS
 
 @pytest.mark.parametrize("listener,auth,tls_max", [
-    ("smtp", False, None), ("smtps", False, None), ("submission", True, None),
+    ("smtp", False, None), ("submission", True, None),
     ("smtps", True, None), ("smtp", True, ssl.TLSVersion.TLSv1_2),
-], ids=["starttls", "smtps", "starttls-auth", "smtps-auth", "tls12-auth"])
+], ids=["starttls", "starttls-auth", "smtps-auth", "tls12-auth"])
 def test_received_names_protocol_tls_version_and_cipher(tls_srv, listener, auth, tls_max):
     ctx = tls_srv.tls_context(maximum=tls_max) if tls_max else tls_srv.tls_context()
     if listener == "smtps":
@@ -894,7 +894,24 @@ def test_send_as(tls_srv, user, frm, ok):
         done(c)
 
 
-@pytest.mark.parametrize("listener", ["submission", "smtp", "smtps"])
+def test_smtp_listener_never_relays_even_authenticated(tls_srv):
+    """Relaying is for submission (587) and smtps (465): an authenticated user on the smtp
+    listener may still send only to local recipients, and smtps, like submission, needs AUTH."""
+    before_spool = set(spool_entries(tls_srv))
+    with authed(tls_srv, "alice@example.org", "smtp") as c:
+        c.expect("MAIL FROM:<alice@example.org>", "250 2.1.0")
+        c.expect("RCPT TO:<friend@other.test>", "550 5.7.1")
+        c.expect("RCPT TO:<alice@[192.0.2.1]>", "550 5.7.1")
+        c.expect("RSET", "250")
+        done(c)
+    with Conn(tls_srv.smtps_port, bind=fresh_ip(), tls=tls_srv.tls_context()) as c:
+        c.ehlo()
+        c.expect("MAIL FROM:<a@client.test>", "530 5.7.0")
+        done(c)
+    assert set(spool_entries(tls_srv)) == before_spool
+
+
+@pytest.mark.parametrize("listener", ["submission", "smtps"])
 def test_authenticated_relay_spools_and_delivers_local(tls_srv, listener):
     before_spool = set(spool_entries(tls_srv))
     foreign = [f"friend-{listener}@other.test", "Someone@Far.Example"]

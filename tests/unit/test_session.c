@@ -904,11 +904,17 @@ static void test_submission_and_relay(void **state)
     assert_non_null(strstr(f->msg, "with ESMTPA id")); /* authenticated, not TLS */
     fx_free(f);
 
-    /* unauthenticated on the smtp listener: never a relay */
+    /* the smtp listener never relays, authenticated or not */
     f = fx_secure(false, true);
+    f->env.auth_cleartext_ok = true;
     assert_int_equal(cmd(f, "EHLO c.test"), 250);
     assert_int_equal(cmd(f, "MAIL FROM:<alice@example.org>"), 250);
     assert_int_equal(cmd(f, "RCPT TO:<friend@other.test>"), 550);
+    assert_int_equal(cmd(f, "RSET"), 250);
+    assert_int_equal(cmd(f, "AUTH PLAIN " ALICE_PLAIN), 235);
+    assert_int_equal(cmd(f, "MAIL FROM:<alice@example.org>"), 250);
+    assert_int_equal(cmd(f, "RCPT TO:<friend@other.test>"), 550);
+    assert_int_equal(cmd(f, "RCPT TO:<bob@example.org>"), 250);
     fx_free(f);
 }
 
