@@ -50,6 +50,7 @@ enum ktype {
     K_TLS_CERT,
     K_TLS_KEY,
     K_PLAINTEXT,
+    K_SNI,
 };
 
 struct key {
@@ -90,6 +91,7 @@ static const struct key keys[] = {
     {SEC_POLICY, "expn", K_DISCLOSE, false, F(expn), 0, 0, 0},
     {SEC_TLS, "cert", K_TLS_CERT, false, 0, 0, 0, 0},
     {SEC_TLS, "key", K_TLS_KEY, false, 0, 0, 0, 0},
+    {SEC_TLS, "sni", K_SNI, true, 0, 0, 0, 0},
     {SEC_AUTH, "plaintext", K_PLAINTEXT, false, 0, 0, 0, 0},
     {SEC_AUTH, "max_failures", K_COUNT, false, F(auth_max_failures), 1, 1000000, 0},
     {SEC_AUTH, "window", K_SECONDS, false, F(auth_window), 1, 86400, 0},
@@ -113,6 +115,7 @@ struct loader {
     char aliases[PATH_MAX];      /* as written */
     char tls_cert[PATH_MAX];     /* as written, "" when not set */
     char tls_key[PATH_MAX];      /* as written */
+    int sni_line[CONF_MAX_SNI];  /* where each sni = was, for errors about its files */
     char *domains[MAX_DOMAINS];
     size_t ndomains;
 };
@@ -607,6 +610,37 @@ static void set_value(struct loader *l, const struct key *k, const char *v)
     case K_TLS_KEY:
         set_path(l, k, v, l->tls_key);
         return;
+    case K_SNI: {
+        char host[256], cert[PATH_MAX], key[PATH_MAX], extra;
+        if (c->nsni >= CONF_MAX_SNI) {
+            lerr(l, "sni: more than %d entries; use a certificate with several names",
+                 CONF_MAX_SNI);
+            return;
+        }
+        if (strlen(v) >= PATH_MAX ||
+            sscanf(v, "%255s %4095s %4095s %c", host, cert, key, &extra) != 3) {
+            lerr(l,
+                 "sni = %s: write sni = HOSTNAME CERT KEY (three words, paths relative to "
+                 "data_dir)",
+                 v);
+            return;
+        }
+        lowercase(host);
+        const char *name = strncmp(host, "*.", 2) == 0 ? host + 2 : host;
+        if (!conf_valid_domain(name)) {
+            lerr(l,
+                 "sni = %s: '%s' is not a host name; write one like mail.example.net or "
+                 "*.example.net",
+                 v, host);
+            return;
+        }
+        struct conf_sni *e = &c->sni[c->nsni];
+        snprintf(e->host, sizeof e->host, "%s", host);
+        snprintf(e->cert, sizeof e->cert, "%s", cert); /* made absolute in conf_finish_tls */
+        snprintf(e->key, sizeof e->key, "%s", key);
+        l->sni_line[c->nsni++] = l->line;
+        return;
+    }
     case K_PLAINTEXT:
         if (strcasecmp(v, "no") == 0)
             c->auth_plaintext_loopback = false;
@@ -795,6 +829,23 @@ static void conf_finish_tls(struct loader *l, bool dirs_ok)
                            "%s %s: %s; create it (make run makes a self-signed one) or fix the "
                            "path",
                            name[i], dst[i], strerror(errno));
+        }
+    }
+    if (c->nsni && !l->tls_cert[0])
+        conf_error(l->e, l->file, l->sni_line[0],
+                   "sni = needs a default certificate too: add cert = and key = under [tls]");
+    for (size_t i = 0; dirs_ok && i < c->nsni; i++) {
+        char *files[2] = {c->sni[i].cert, c->sni[i].key};
+        for (int k = 0; k < 2; k++) {
+            char abs[PATH_MAX];
+            if (path_join(abs, sizeof abs, c->data_dir, files[k]) < 0) {
+                conf_error(l->e, l->file, l->sni_line[i], "sni: path too long");
+                continue;
+            }
+            if (access(abs, R_OK) != 0)
+                conf_error(l->e, l->file, l->sni_line[i], "sni %s: %s: %s; fix the path",
+                           c->sni[i].host, abs, strerror(errno));
+            memcpy(files[k], abs, sizeof abs);
         }
     }
     if (!l->tls_cert[0])

@@ -13,6 +13,7 @@
 
 #define CONF_MAX_LISTENERS 8
 #define CONF_MAX_DENY 256
+#define CONF_MAX_SNI 16
 
 enum conf_listener_kind { LISTEN_SMTP, LISTEN_SUBMISSION, LISTEN_SMTPS };
 
@@ -70,6 +71,12 @@ struct conf {
     /* [tls] */
     char tls_cert[PATH_MAX]; /* cert: PEM chain, absolute; "" = no TLS */
     char tls_key[PATH_MAX];  /* key: PEM private key, absolute */
+    struct conf_sni {        /* sni = HOST CERT KEY: another certificate for one host name */
+        char host[256];      /* lowercased; "*.example.org" matches one label */
+        char cert[PATH_MAX];
+        char key[PATH_MAX];
+    } sni[CONF_MAX_SNI];
+    size_t nsni;
 
     /* [auth] */
     bool auth_plaintext_loopback; /* plaintext = loopback: AUTH in clear from 127/8 and ::1 */
