@@ -96,4 +96,5 @@ format-check:
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/src/ternd.d $(BUILD)/src/tern.d
+-include $(LIB_OBJ:.o=.d) $(BUILD)/src/ternd.d $(BUILD)/src/tern.d \
+         $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%.d)

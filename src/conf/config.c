@@ -51,6 +51,7 @@ enum ktype {
     K_TLS_KEY,
     K_PLAINTEXT,
     K_SNI,
+    K_CHECK_FROM,
 };
 
 struct key {
@@ -89,6 +90,7 @@ static const struct key keys[] = {
     {SEC_POLICY, "deny", K_DENY, true, 0, 0, 0, 0},
     {SEC_POLICY, "vrfy", K_DISCLOSE, false, F(vrfy), 0, 0, 0},
     {SEC_POLICY, "expn", K_DISCLOSE, false, F(expn), 0, 0, 0},
+    {SEC_POLICY, "check_from", K_CHECK_FROM, false, 0, 0, 0, 0},
     {SEC_TLS, "cert", K_TLS_CERT, false, 0, 0, 0, 0},
     {SEC_TLS, "key", K_TLS_KEY, false, 0, 0, 0, 0},
     {SEC_TLS, "sni", K_SNI, true, 0, 0, 0, 0},
@@ -609,6 +611,17 @@ static void set_value(struct loader *l, const struct key *k, const char *v)
         return;
     case K_TLS_KEY:
         set_path(l, k, v, l->tls_key);
+        return;
+    case K_CHECK_FROM:
+        if (strcasecmp(v, "yes") == 0)
+            c->check_from = true;
+        else if (strcasecmp(v, "no") == 0)
+            c->check_from = false;
+        else
+            lerr(l,
+                 "check_from = %s: write yes (the From: header of mail from authenticated users "
+                 "must be theirs too) or no",
+                 v);
         return;
     case K_SNI: {
         char host[256], cert[PATH_MAX], key[PATH_MAX], extra;

@@ -67,6 +67,7 @@ struct conf {
     size_t ndeny;
     enum conf_disclose vrfy; /* vrfy = none|authenticated|all (default authenticated) */
     enum conf_disclose expn; /* expn = none|authenticated|all (default authenticated) */
+    bool check_from;         /* check_from = yes: authenticated users' From: must be theirs */
 
     /* [tls] */
     char tls_cert[PATH_MAX]; /* cert: PEM chain, absolute; "" = no TLS */

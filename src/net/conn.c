@@ -705,6 +705,7 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, socklen_
         .auth_mechs = srv->sasl ? sasl_mechanisms(srv->sasl) : NULL,
         .auth_cleartext_ok = cf->auth_plaintext_loopback && is_loopback(c),
         .auth_mech_ok = auth_mech_ok,
+        .check_from = cf->check_from,
         .storage_ok = storage_ok,
         .now = now,
         .ctx = c,

@@ -21,16 +21,41 @@ bool smtp_data_failed(const struct smtp_data *d)
     return d->bare_crlf || d->line_too_long || d->too_big || d->received > SMTP_DATA_MAX_RECEIVED;
 }
 
-/* One octet of a line's content (not its CRLF): line limit and header-name capture. */
+static void from_add(struct smtp_data *d, const char *s, size_t n)
+{
+    if (d->from_len + n > sizeof d->from) {
+        d->from_overflow = true;
+        return;
+    }
+    memcpy(d->from + d->from_len, s, n);
+    d->from_len += n;
+}
+
+/* One octet of a line's content (not its CRLF): line limit, header-name capture, and the From:
+ * field's body with its continuation lines. */
 static void line_octet(struct smtp_data *d, char c)
 {
     d->line_len++;
     if (!d->raw && d->line_len > SMTP_DATA_LINE_MAX - 2)
         d->line_too_long = true;
-    if (d->in_header && d->hdr_len < sizeof d->hdr - 1 && d->hdr_len + 1 == d->line_len) {
+    if (!d->in_header)
+        return;
+    if (d->line_len == 1) {
+        if (c != ' ' && c != '\t')
+            d->in_from = false; /* a new field */
+        else if (d->in_from)
+            from_add(d, "\r\n", 2); /* folding is part of the field body */
+    }
+    if (d->in_from)
+        from_add(d, &c, 1);
+    if (d->hdr_len < sizeof d->hdr - 1 && d->hdr_len + 1 == d->line_len) {
         d->hdr[d->hdr_len++] = (char)tolower((unsigned char)c);
         if (d->hdr_len == 9 && memcmp(d->hdr, "received:", 9) == 0)
             d->received++;
+        if (d->hdr_len == 5 && memcmp(d->hdr, "from:", 5) == 0) {
+            d->in_from = true;
+            d->nfrom++;
+        }
     }
 }
 

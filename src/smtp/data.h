@@ -12,6 +12,7 @@
 
 #define SMTP_DATA_LINE_MAX 1000    /* octets including CRLF, RFC 5321 4.5.3.1.6 */
 #define SMTP_DATA_MAX_RECEIVED 100 /* more Received: fields than this is a loop (RFC 5321 6.3) */
+#define SMTP_DATA_FROM_MAX 1000    /* one From: field, folded lines included */
 
 struct smtp_data {
     int state;
@@ -27,6 +28,12 @@ struct smtp_data {
     size_t received; /* Received: fields in the header */
     char hdr[10];    /* the first octets of the current header line */
     size_t hdr_len;
+    /* The From: field's body (folding kept), for checking who a submitting user writes as. */
+    char from[SMTP_DATA_FROM_MAX];
+    size_t from_len;
+    bool from_overflow; /* longer than the buffer: cannot be checked */
+    bool in_from;       /* the current header line is From: or its continuation */
+    size_t nfrom;       /* From: fields seen */
 };
 
 /* Starts a message; raw for BDAT. The size count goes on across BDAT chunks. */

@@ -35,6 +35,7 @@ struct smtp_env {
     const char *tls_info;   /* with tls_active: "TLSv1.3:CIPHER" for Received: */
     const char *auth_mechs; /* "PLAIN LOGIN SCRAM-SHA-256", or NULL: no AUTH */
     bool auth_cleartext_ok; /* AUTH allowed without TLS (loopback, by configuration) */
+    bool check_from;        /* an authenticated user's From: header must be its own too */
     /* Is mech one of auth_mechs? */
     bool (*auth_mech_ok)(void *ctx, const char *mech, size_t len);
     /* Is there room to accept mail (statvfs above the floor)? NULL means always. */

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "smtp/grammar.h"
+#include "smtp/hdr.h"
 
 #define PARAMS_MAX 16
 
@@ -69,27 +70,52 @@ void txn_reset(struct smtp_session *s)
         s->state = ST_READY;
 }
 
-/* Does the authenticated user own this sender address: its own, an alias that reaches it, or
- * the null path (bounces)? Promise 2: no send-as abuse. */
-static bool owns_sender(const struct smtp_session *s, const struct smtp_path *p)
+/* Does the authenticated user own local@domain: its own address or an alias that reaches it?
+ * Promise 2: no send-as abuse. */
+static bool owns_address(const struct smtp_session *s, const char *local, const char *domain)
 {
-    if (p->null)
-        return true;
-    if (p->literal || strpbrk(p->local, "%!@"))
+    if (strpbrk(local, "%!@"))
         return false;
     char addr[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 2];
-    snprintf(addr, sizeof addr, "%s@%s", p->local, p->domain);
+    snprintf(addr, sizeof addr, "%s@%s", local, domain);
     if (strcasecmp(addr, s->auth_user) == 0)
         return true;
     char(*boxes)[TABLES_ADDR_MAX + 1] = malloc(TABLES_MAX_EXPANSION * sizeof *boxes);
     size_t n = 0;
     bool owned = false;
-    if (boxes && tables_resolve(s->env->tables, p->local, p->domain, boxes, TABLES_MAX_EXPANSION,
-                                &n, NULL, 0) == TABLES_OK)
+    if (boxes && tables_resolve(s->env->tables, local, domain, boxes, TABLES_MAX_EXPANSION, &n,
+                                NULL, 0) == TABLES_OK)
         for (size_t i = 0; i < n && !owned; i++)
             owned = strcmp(boxes[i], s->auth_user) == 0;
     free(boxes);
     return owned;
+}
+
+/* The envelope sender: an owned address, or the null path (bounces). */
+static bool owns_sender(const struct smtp_session *s, const struct smtp_path *p)
+{
+    return p->null || (!p->literal && owns_address(s, p->local, p->domain));
+}
+
+/* check_from: the message has one From: field and it names only addresses the user owns. */
+static bool owns_from_header(const struct smtp_session *s)
+{
+    const struct smtp_data *d = &s->data;
+    if (d->nfrom != 1 || d->from_overflow)
+        return false;
+    char addrs[8][HDR_ADDR_MAX + 1];
+    int n = hdr_from_addresses(d->from, d->from_len, addrs, 8);
+    if (n < 1 || n > 8)
+        return false;
+    for (int i = 0; i < n; i++) {
+        char *at = strrchr(addrs[i], '@');
+        if (!at)
+            return false;
+        *at = '\0';
+        if (!owns_address(s, addrs[i], at + 1))
+            return false;
+    }
+    return true;
 }
 
 /* MAIL FROM:<path> [params], and SEND/SOML/SAML FROM: which open the same kind of transaction. */
@@ -538,6 +564,11 @@ static void finish_message(struct smtp_session *s)
             f->code = 554;
             snprintf(f->enh, sizeof f->enh, "5.6.0");
             snprintf(f->text, sizeof f->text, "Line longer than 1000 octets (RFC 5321 4.5.3.1.6)");
+        } else if (s->env->check_from && s->authenticated && !owns_from_header(s)) {
+            f->code = 553;
+            snprintf(f->enh, sizeof f->enh, "5.7.1");
+            snprintf(f->text, sizeof f->text,
+                     "From: header names an address this user does not own (check_from)");
         } else if (s->env->storage_ok && !s->env->storage_ok(s->env->ctx)) {
             f->code = 452;
             snprintf(f->enh, sizeof f->enh, "4.3.1");

@@ -1182,3 +1182,26 @@ def test_tern_user_round_trip(ternd_factory):
         c.expect("RCPT TO:<newbie@example.org>", "550 5.1.1")
         done(c)
     auth("alice@example.org", PW["alice@example.org"], "235 2.7.0")  # others untouched
+
+
+def test_check_from_header(ternd_factory):
+    """[policy] check_from = yes: an authenticated user's From: header must name only addresses
+    it owns (the envelope is checked regardless); one From: field, not two."""
+    srv = ternd_factory(users=USERS, aliases=ALIASES, tls=True, name="checkfrom",
+                        config={"policy.check_from": "yes"})
+    cases = [
+        (b"From: Bob <bob@example.org>\r\nSubject: x\r\n\r\nhi\r\n", "553 5.7.1"),
+        (b"From: alice@example.org, bob@example.org\r\nSubject: x\r\n\r\nhi\r\n", "553 5.7.1"),
+        (b"From: alice@example.org\r\nFrom: alice@example.org\r\n\r\nhi\r\n", "553 5.7.1"),
+        (b"Subject: no from at all\r\n\r\nhi\r\n", "553 5.7.1"),
+        (b"From: \"Liddell, Alice\"\r\n <alice@example.org>\r\nSubject: x\r\n\r\nhi\r\n",
+         "250 2.0.0"),
+        (b"From: ALICE@Example.ORG (Alice)\r\nSubject: x\r\n\r\nhi\r\n", "250 2.0.0"),
+    ]
+    with authed(srv, "alice@example.org", "submission") as c:
+        for msg, spec in cases:
+            c.expect("MAIL FROM:<alice@example.org>", "250")
+            c.expect("RCPT TO:<bob@example.org>", "250")
+            c.data(msg, spec=spec)
+        done(c)
+    assert len(srv.mailbox("bob@example.org")) == 2
