@@ -74,7 +74,7 @@ void txn_reset(struct smtp_session *s)
  * Promise 2: no send-as abuse. */
 static bool owns_address(const struct smtp_session *s, const char *local, const char *domain)
 {
-    if (strpbrk(local, "%!@"))
+    if (strpbrk(local, "%!@") || domain[0] == '[') /* no routing tricks, no address literals */
         return false;
     char addr[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 2];
     snprintf(addr, sizeof addr, "%s@%s", local, domain);
@@ -94,7 +94,7 @@ static bool owns_address(const struct smtp_session *s, const char *local, const 
 /* The envelope sender: an owned address, or the null path (bounces). */
 static bool owns_sender(const struct smtp_session *s, const struct smtp_path *p)
 {
-    return p->null || (!p->literal && owns_address(s, p->local, p->domain));
+    return p->null || owns_address(s, p->local, p->domain);
 }
 
 /* check_from: the message has one From: field and it names only addresses the user owns. */
