@@ -4,6 +4,7 @@
  * then has tables_load.c read the users and aliases files. Also owns the reference count and
  * the deny-list match. */
 #include "conf/config.h"
+#include "conf/values.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -283,134 +284,6 @@ static char *conf_reader(char *str, int num, void *stream)
     return str;
 }
 
-static int parse_uint(const char *s, unsigned long long *out)
-{
-    if (*s < '0' || *s > '9')
-        return -1;
-    unsigned long long v = 0;
-    for (; *s >= '0' && *s <= '9'; s++) {
-        if (v > (ULLONG_MAX - (unsigned)(*s - '0')) / 10)
-            return -1;
-        v = v * 10 + (unsigned)(*s - '0');
-    }
-    if (*s)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-int conf_parse_size(const char *s, uint64_t *out)
-{
-    char digits[32];
-    size_t len = s ? strlen(s) : 0;
-    if (len == 0 || len >= sizeof(digits))
-        return -1;
-    unsigned shift = 0;
-    switch (s[len - 1]) {
-    case 'k':
-    case 'K':
-        shift = 10;
-        break;
-    case 'm':
-    case 'M':
-        shift = 20;
-        break;
-    case 'g':
-    case 'G':
-        shift = 30;
-        break;
-    }
-    memcpy(digits, s, len + 1);
-    if (shift)
-        digits[len - 1] = '\0';
-    unsigned long long v;
-    if (parse_uint(digits, &v) < 0 || v > (UINT64_MAX >> shift))
-        return -1;
-    *out = (uint64_t)v << shift;
-    return 0;
-}
-
-/* "300", "300s", "5m", "1h" into seconds. */
-static int parse_seconds(const char *s, unsigned long long *out)
-{
-    char digits[32];
-    size_t len = strlen(s);
-    if (len == 0 || len >= sizeof(digits))
-        return -1;
-    unsigned long long mul = 1;
-    memcpy(digits, s, len + 1);
-    switch (s[len - 1]) {
-    case 's':
-        mul = 1;
-        break;
-    case 'm':
-        mul = 60;
-        break;
-    case 'h':
-        mul = 3600;
-        break;
-    default:
-        len = 0;
-    }
-    if (len)
-        digits[len - 1] = '\0';
-    unsigned long long v;
-    if (parse_uint(digits, &v) < 0 || v > ULLONG_MAX / mul)
-        return -1;
-    *out = v * mul;
-    return 0;
-}
-
-bool conf_valid_domain(const char *s)
-{
-    size_t len = strlen(s);
-    if (len == 0 || len > 253)
-        return false;
-    size_t label = 0;
-    for (size_t i = 0; i <= len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '.' || ch == '\0') {
-            if (label == 0 || label > 63 || s[i - 1] == '-')
-                return false;
-            label = 0;
-            continue;
-        }
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                  (ch >= '0' && ch <= '9') || (ch == '-' && label > 0);
-        if (!ok)
-            return false;
-        label++;
-    }
-    return true;
-}
-
-bool conf_valid_local(const char *s)
-{
-    static const char specials[] = "!#$%&'*+-/=?^_`{|}~";
-    size_t len = strlen(s);
-    if (len == 0 || len > 64 || s[0] == '.' || s[len - 1] == '.')
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '.') {
-            if (s[i + 1] == '.')
-                return false;
-            continue;
-        }
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              (ch && strchr(specials, ch))))
-            return false;
-    }
-    return true;
-}
-
-static void lowercase(char *s)
-{
-    for (; *s; s++)
-        if (*s >= 'A' && *s <= 'Z')
-            *s = (char)(*s + ('a' - 'A'));
-}
-
 /* Calls fn on each item of a comma- and/or space-separated list; counts the items. */
 static int list_each(struct loader *l, const char *value,
                      void (*fn)(struct loader *l, char *item, void *arg), void *arg)
@@ -428,7 +301,7 @@ static int list_each(struct loader *l, const char *value,
 
 static void domain_item(struct loader *l, char *d, void *arg)
 {
-    lowercase(d);
+    conf_lowercase(d);
     if (!conf_valid_domain(d)) {
         lerr(l,
              "'%s' is not a valid domain name; use letters, digits, '-' and dots, like "
@@ -450,57 +323,6 @@ static void domain_item(struct loader *l, char *d, void *arg)
         l->ndomains++;
 }
 
-/* "127.0.0.1:25" or "[::1]:25" into a listener. */
-static int parse_hostport(const char *v, struct conf_listener *out, int *family,
-                          unsigned char *addr, const char **why)
-{
-    char host[INET6_ADDRSTRLEN + 8];
-    const char *port;
-    if (v[0] == '[') {
-        const char *end = strchr(v, ']');
-        if (!end || end[1] != ':' || (size_t)(end - v - 1) >= sizeof(host)) {
-            *why = "write an IPv6 listener as [::1]:2525";
-            return -1;
-        }
-        memcpy(host, v + 1, (size_t)(end - v - 1));
-        host[end - v - 1] = '\0';
-        port = end + 2;
-        *family = AF_INET6;
-    } else {
-        const char *colon = strrchr(v, ':');
-        if (!colon || (size_t)(colon - v) >= sizeof(host)) {
-            *why = "write it as address:port, like 127.0.0.1:2525 or [::1]:2525";
-            return -1;
-        }
-        if (memchr(v, ':', (size_t)(colon - v))) {
-            *why = "put an IPv6 address in brackets, like [::1]:2525";
-            return -1;
-        }
-        memcpy(host, v, (size_t)(colon - v));
-        host[colon - v] = '\0';
-        port = colon + 1;
-        *family = AF_INET;
-    }
-    if (inet_pton(*family, host, addr) != 1) {
-        *why = *family == AF_INET ? "the address must be numeric, like 127.0.0.1 or 0.0.0.0"
-                                  : "the address must be numeric, like [::1] or [::]";
-        return -1;
-    }
-    unsigned long long p;
-    if (parse_uint(port, &p) < 0 || p < 1 || p > 65535) {
-        *why = "the port must be a number from 1 to 65535";
-        return -1;
-    }
-    inet_ntop(*family, addr, out->host, sizeof(out->host));
-    out->port = (int)p;
-    return 0;
-}
-
-static bool is_wildcard(const char *host)
-{
-    return strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0;
-}
-
 static void set_listen(struct loader *l, const struct key *k, const char *v)
 {
     struct conf *c = l->c;
@@ -508,7 +330,7 @@ static void set_listen(struct loader *l, const struct key *k, const char *v)
     unsigned char addr[16];
     int family;
     const char *why = NULL;
-    if (parse_hostport(v, &li, &family, addr, &why) < 0) {
+    if (conf_parse_hostport(v, &li, &family, addr, &why) < 0) {
         lerr(l, "%s = %s: not a listening address; %s", k->name, v, why);
         return;
     }
@@ -516,7 +338,8 @@ static void set_listen(struct loader *l, const struct key *k, const char *v)
         const struct conf_listener *o = &c->listeners[i];
         bool same_family = (strchr(o->host, ':') != NULL) == (family == AF_INET6);
         if (o->port == li.port && same_family &&
-            (strcmp(o->host, li.host) == 0 || is_wildcard(o->host) || is_wildcard(li.host))) {
+            (strcmp(o->host, li.host) == 0 || conf_is_wildcard(o->host) ||
+             conf_is_wildcard(li.host))) {
             lerr(l, "%s = %s: %s:%d is already used by another listener; give each its own port",
                  k->name, v, li.host, li.port);
             return;
@@ -529,35 +352,11 @@ static void set_listen(struct loader *l, const struct key *k, const char *v)
     c->listeners[c->nlisteners++] = li;
 }
 
-static int parse_cidr(const char *s, struct conf_cidr *out)
-{
-    char buf[INET6_ADDRSTRLEN + 8];
-    if (strlen(s) >= sizeof(buf))
-        return -1;
-    strcpy(buf, s);
-    char *slash = strchr(buf, '/');
-    if (slash)
-        *slash = '\0';
-    out->family = strchr(buf, ':') ? AF_INET6 : AF_INET;
-    memset(out->addr, 0, sizeof(out->addr));
-    if (inet_pton(out->family, buf, out->addr) != 1)
-        return -1;
-    int max = out->family == AF_INET ? 32 : 128;
-    unsigned long long p = (unsigned long long)max;
-    if (slash && (parse_uint(slash + 1, &p) < 0 || p > (unsigned long long)max))
-        return -1;
-    out->prefix = (int)p;
-    /* Clear host bits so "192.0.2.1/24" means the block it names. */
-    for (int bit = out->prefix; bit < max; bit++)
-        out->addr[bit / 8] &= (unsigned char)~(0x80u >> (bit % 8));
-    return 0;
-}
-
 static void deny_item(struct loader *l, char *item, void *arg)
 {
     struct conf *c = l->c;
     struct conf_cidr cidr;
-    if (parse_cidr(item, &cidr) < 0) {
+    if (conf_parse_cidr(item, &cidr) < 0) {
         lerr(l, "deny: '%s' is not an address or CIDR block; write 192.0.2.0/24 or 2001:db8::/32",
              item);
         return;
@@ -595,7 +394,7 @@ static void set_value(struct loader *l, const struct key *k, const char *v)
             return;
         }
         snprintf(c->hostname, sizeof(c->hostname), "%s", v);
-        lowercase(c->hostname);
+        conf_lowercase(c->hostname);
         return;
     case K_DATA_DIR:
         set_path(l, k, v, l->data_dir);
@@ -638,7 +437,7 @@ static void set_value(struct loader *l, const struct key *k, const char *v)
                  v);
             return;
         }
-        lowercase(host);
+        conf_lowercase(host);
         const char *name = strncmp(host, "*.", 2) == 0 ? host + 2 : host;
         if (!conf_valid_domain(name)) {
             lerr(l,
@@ -711,7 +510,7 @@ static void set_value(struct loader *l, const struct key *k, const char *v)
     case K_WORKERS:
     case K_COUNT:
     case K_SECONDS:
-        if ((k->type == K_SECONDS ? parse_seconds(v, &n) : parse_uint(v, &n)) < 0 ||
+        if ((k->type == K_SECONDS ? conf_parse_seconds(v, &n) : conf_parse_uint(v, &n)) < 0 ||
             n < (unsigned long long)k->min || n > (unsigned long long)k->max) {
             lerr(l, "%s = %s: not a number from %lld to %lld%s; fix the value", k->name, v, k->min,
                  k->max, k->type == K_SECONDS ? " seconds (suffixes s, m, h allowed)" : "");
@@ -882,7 +681,7 @@ static void conf_finish(struct loader *l)
                        "set; add hostname = mail.example.org under [server]",
                        h);
         snprintf(c->hostname, sizeof(c->hostname), "%s", h);
-        lowercase(c->hostname);
+        conf_lowercase(c->hostname);
     }
     if (l->ndomains == 0 && !key_line(l, "domains"))
         conf_error(l->e, l->file, where(l, SEC_SERVER),
@@ -1078,36 +877,4 @@ void conf_unref(struct conf *c)
         return;
     tables_free(c->tables);
     free(c);
-}
-
-static bool cidr_match(const struct conf_cidr *d, const unsigned char *a)
-{
-    int full = d->prefix / 8, rest = d->prefix % 8;
-    if (memcmp(d->addr, a, (size_t)full) != 0)
-        return false;
-    if (rest == 0)
-        return true;
-    unsigned char mask = (unsigned char)(0xff00u >> rest);
-    return (d->addr[full] & mask) == (a[full] & mask);
-}
-
-bool conf_denied(const struct conf *c, int family, const void *addr)
-{
-    const unsigned char *a = addr;
-    const unsigned char *v4 = NULL;
-    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (family == AF_INET)
-        v4 = a;
-    else if (family == AF_INET6 && memcmp(a, mapped, sizeof(mapped)) == 0)
-        v4 = a + 12; /* an IPv4 client on a dual-stack socket */
-    else if (family != AF_INET6)
-        return false;
-    for (size_t i = 0; i < c->ndeny; i++) {
-        const struct conf_cidr *d = &c->deny[i];
-        if (d->family == AF_INET6 && family == AF_INET6 && cidr_match(d, a))
-            return true;
-        if (d->family == AF_INET && v4 && cidr_match(d, v4))
-            return true;
-    }
-    return false;
 }
