@@ -70,6 +70,31 @@ void txn_reset(struct smtp_session *s)
         s->state = ST_READY;
 }
 
+#define SMALL_EXPANSION 8
+
+/* Resolves local@domain into small first (almost every address is one mailbox) and only when it
+ * expands further into a heap buffer, returned in *big for the caller to free. *boxes points at
+ * whichever holds the result. */
+static enum tables_status lookup(const struct smtp_session *s, const char *local,
+                                 const char *domain, char (*small)[TABLES_ADDR_MAX + 1],
+                                 char (**big)[TABLES_ADDR_MAX + 1],
+                                 char (**boxes)[TABLES_ADDR_MAX + 1], size_t *n, char *fwd,
+                                 size_t fwdlen)
+{
+    *big = NULL;
+    *boxes = small;
+    enum tables_status st =
+        tables_resolve(s->env->tables, local, domain, small, SMALL_EXPANSION, n, fwd, fwdlen);
+    if (st != TABLES_TOO_MANY)
+        return st;
+    *big = malloc(TABLES_MAX_EXPANSION * sizeof **big);
+    if (!*big)
+        return TABLES_TOO_MANY;
+    *boxes = *big;
+    return tables_resolve(s->env->tables, local, domain, *big, TABLES_MAX_EXPANSION, n, fwd,
+                          fwdlen);
+}
+
 /* Does the authenticated user own local@domain: its own address or an alias that reaches it?
  * Promise 2: no send-as abuse. */
 static bool owns_address(const struct smtp_session *s, const char *local, const char *domain)
@@ -80,14 +105,14 @@ static bool owns_address(const struct smtp_session *s, const char *local, const 
     snprintf(addr, sizeof addr, "%s@%s", local, domain);
     if (strcasecmp(addr, s->auth_user) == 0)
         return true;
-    char(*boxes)[TABLES_ADDR_MAX + 1] = malloc(TABLES_MAX_EXPANSION * sizeof *boxes);
+    char small[SMALL_EXPANSION][TABLES_ADDR_MAX + 1];
+    char(*big)[TABLES_ADDR_MAX + 1], (*boxes)[TABLES_ADDR_MAX + 1];
     size_t n = 0;
     bool owned = false;
-    if (boxes && tables_resolve(s->env->tables, local, domain, boxes, TABLES_MAX_EXPANSION, &n,
-                                NULL, 0) == TABLES_OK)
+    if (lookup(s, local, domain, small, &big, &boxes, &n, NULL, 0) == TABLES_OK)
         for (size_t i = 0; i < n && !owned; i++)
             owned = strcmp(boxes[i], s->auth_user) == 0;
-    free(boxes);
+    free(big);
     return owned;
 }
 
@@ -253,27 +278,15 @@ static bool add_foreign(struct smtp_session *s, const char *addr)
     return true;
 }
 
-/* Resolves in a small buffer first: almost every recipient is one mailbox. */
+/* Resolves a recipient and adds its mailboxes to the transaction. */
 static enum tables_status resolve(struct smtp_session *s, const char *local, const char *domain,
                                   char *fwd, size_t fwdlen, bool *added)
 {
-    char small[8][TABLES_ADDR_MAX + 1];
+    char small[SMALL_EXPANSION][TABLES_ADDR_MAX + 1];
+    char(*big)[TABLES_ADDR_MAX + 1], (*boxes)[TABLES_ADDR_MAX + 1];
     size_t n = 0;
-    *added = false;
-    enum tables_status st =
-        tables_resolve(s->env->tables, local, domain, small, 8, &n, fwd, fwdlen);
-    if (st == TABLES_OK) {
-        *added = add_mailboxes(s, small, n);
-        return st;
-    }
-    if (st != TABLES_TOO_MANY)
-        return st;
-    char(*big)[TABLES_ADDR_MAX + 1] = malloc(TABLES_MAX_EXPANSION * sizeof *big);
-    if (!big)
-        return TABLES_TOO_MANY;
-    st = tables_resolve(s->env->tables, local, domain, big, TABLES_MAX_EXPANSION, &n, fwd, fwdlen);
-    if (st == TABLES_OK)
-        *added = add_mailboxes(s, big, n);
+    enum tables_status st = lookup(s, local, domain, small, &big, &boxes, &n, fwd, fwdlen);
+    *added = st == TABLES_OK && add_mailboxes(s, boxes, n);
     free(big);
     return st;
 }
