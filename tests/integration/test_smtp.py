@@ -970,6 +970,32 @@ def test_sighup_reload_adds_user_keeps_connections(ternd_factory):
     assert_delivered_once(t, "alice@example.org", old_id, old_msg)
 
 
+def test_users_file_change_picked_up_without_signal(ternd_factory):
+    """An edit of the users file (as `tern user` makes, by rename) is noticed by ternd on its
+    own, without SIGHUP, within a few seconds."""
+    t = ternd_factory()
+    pid = t.pid
+    with in_txn(t, rcpts=()) as c:
+        c.expect("RCPT TO:<frank@example.org>", "550 5.1.1")
+        c.quit()
+    users = t.data_dir / "users"
+    tmp = t.data_dir / ".users.new"
+    tmp.write_text(users.read_text() + "frank@example.org:::::Frank New:::\n")
+    os.chown(tmp, users.stat().st_uid, users.stat().st_gid)
+    os.rename(tmp, users)
+    deadline = time.monotonic() + 10
+    while True:
+        with in_txn(t, rcpts=()) as c:
+            r = c.cmd("RCPT TO:<frank@example.org>")
+            c.quit()
+        if r.matches("250 2.1.5"):
+            break
+        assert r.matches("550 5.1.1"), r
+        assert time.monotonic() < deadline, "the changed users file was not picked up in 10 s"
+        time.sleep(0.2)
+    assert t.alive() and t.pid == pid
+
+
 def test_sigterm_drains_and_exits_0(ternd_factory):
     t = ternd_factory()
     idle = ehlo_conn(t)

@@ -3,9 +3,11 @@ and on smtps; a client naming anything else (or nothing) gets the default one; `
 matches one more label."""
 from __future__ import annotations
 
+import signal
 import socket
 import ssl
 import subprocess
+import time
 
 from tern_it import HOSTNAME
 
@@ -64,3 +66,24 @@ def test_sni_picks_certificate_by_name(ternd_factory):
         assert peer_cert(port, "a.b.example.com", starttls) == default  # one label only
         assert peer_cert(port, HOSTNAME, starttls) == default
         assert peer_cert(port, None, starttls) == default
+
+
+def test_certificate_reloaded_on_sighup(ternd_factory):
+    """A renewed certificate (new files at the same paths) is served after SIGHUP, with no
+    restart; the listening sockets stay."""
+    t = ternd_factory(smtps=True)
+    old = ssl.PEM_cert_to_DER_cert(t.cert_path.read_text())
+    assert peer_cert(t.smtps_port, HOSTNAME, False) == old
+    tls_dir = t.cert_path.parent
+    new = make_named_cert(tls_dir, HOSTNAME, "renewed")
+    (tls_dir / "renewed.pem").replace(t.cert_path)
+    (tls_dir / "renewed-key.pem").replace(tls_dir / "key.pem")
+    t.chown()
+    pid = t.pid
+    t.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while peer_cert(t.smtps_port, HOSTNAME, False) != new:
+        assert time.monotonic() < deadline, "SIGHUP did not load the renewed certificate"
+        time.sleep(0.1)
+    assert peer_cert(t.smtp_port, HOSTNAME, True) == new  # STARTTLS too
+    assert t.alive() and t.pid == pid
