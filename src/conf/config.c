@@ -30,6 +30,7 @@ const struct key conf_keys[CONF_NKEYS] = {
     {SEC_SERVER, "user", K_USER, false, 0, 0, 0, 0},
     {SEC_SERVER, "users", K_USERS, false, 0, 0, 0, 0},
     {SEC_SERVER, "aliases", K_ALIASES, false, 0, 0, 0, 0},
+    {SEC_SERVER, "mailboxes", K_MAILBOXES, false, 0, 0, 0, 0},
     {SEC_SERVER, "domains", K_DOMAINS, false, 0, 0, 0, 0},
     {SEC_SERVER, "workers", K_WORKERS, false, F(workers), 1, 64, 0},
     {SEC_LISTEN, "smtp", K_LISTEN, true, 0, 0, 0, LISTEN_SMTP},
@@ -49,6 +50,7 @@ const struct key conf_keys[CONF_NKEYS] = {
     {SEC_POLICY, "vrfy", K_DISCLOSE, false, F(vrfy), 0, 0, 0},
     {SEC_POLICY, "expn", K_DISCLOSE, false, F(expn), 0, 0, 0},
     {SEC_POLICY, "check_from", K_CHECK_FROM, false, 0, 0, 0, 0},
+    {SEC_POLICY, "sender_header", K_BOOL, false, F(sender_header), 0, 0, 0},
     {SEC_TLS, "cert", K_TLS_CERT, false, 0, 0, 0, 0},
     {SEC_TLS, "key", K_TLS_KEY, false, 0, 0, 0, 0},
     {SEC_TLS, "sni", K_SNI, true, 0, 0, 0, 0},
@@ -342,6 +344,15 @@ static void set_value(struct loader *l, const struct key *k, const char *v)
     case K_ALIASES:
         set_path(l, k, v, l->aliases);
         return;
+    case K_MAILBOXES:
+        set_path(l, k, v, l->mailboxes);
+        return;
+    case K_BOOL:
+        if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "no") == 0)
+            *(bool *)field = strcasecmp(v, "yes") == 0;
+        else
+            lerr(l, "%s = %s: write yes or no", k->name, v);
+        return;
     case K_TLS_CERT:
         set_path(l, k, v, l->tls_cert);
         return;
@@ -541,6 +552,7 @@ struct conf *conf_load(const char *file, char *err, size_t errlen)
         .expn = DISCLOSE_AUTHENTICATED,
         .auth_max_failures = 5,
         .auth_window = 600,
+        .sender_header = true,
     };
     snprintf(c->path, sizeof(c->path), "%s", file);
     l->c = c;
@@ -549,6 +561,7 @@ struct conf *conf_load(const char *file, char *err, size_t errlen)
     strcpy(l->data_dir, ".");
     strcpy(l->users, "users");
     strcpy(l->aliases, "aliases");
+    strcpy(l->mailboxes, "mailboxes");
 
     l->f = fopen(file, "r");
     if (!l->f) {

@@ -44,8 +44,9 @@ struct conf {
     char data_dir[PATH_MAX];   /* [server] data_dir, made absolute (relative to the config file) */
     char user[64];             /* [server] user: ternd drops to it when started as root */
     char users_file[PATH_MAX]; /* [server] users, default DATA_DIR/users */
-    char aliases_file[PATH_MAX]; /* [server] aliases, default DATA_DIR/aliases */
-    int workers;                 /* [server] workers: worker threads for fsync etc. (default 4) */
+    char aliases_file[PATH_MAX];   /* [server] aliases, default DATA_DIR/aliases */
+    char mailboxes_file[PATH_MAX]; /* [server] mailboxes, default DATA_DIR/mailboxes (optional) */
+    int workers;                   /* [server] workers: worker threads for fsync etc. (default 4) */
 
     struct conf_listener listeners[CONF_MAX_LISTENERS]; /* [listen] smtp/submission/smtps */
     size_t nlisteners;
@@ -68,6 +69,8 @@ struct conf {
     enum conf_disclose vrfy; /* vrfy = none|authenticated|all (default authenticated) */
     enum conf_disclose expn; /* expn = none|authenticated|all (default authenticated) */
     bool check_from;         /* check_from = yes: authenticated users' From: must be theirs */
+    bool sender_header;      /* sender_header = yes (default): mail a member sends as a shared
+                              * mailbox gets Sender: <member> */
 
     /* [tls] */
     char tls_cert[PATH_MAX]; /* cert: PEM chain, absolute; "" = no TLS */
@@ -126,5 +129,7 @@ void conf_error(struct conf_errors *e, const char *file, int line, const char *f
  * conf_load_aliases sets *nlines to the file's line count (for errors about what is missing). */
 int conf_load_users(struct tables *t, const char *path, struct conf_errors *e);
 int conf_load_aliases(struct tables *t, const char *path, struct conf_errors *e, int *nlines);
+/* The shared mailboxes file: `team@domain: member, member [quota=SIZE]`, like aliases. */
+int conf_load_mailboxes(struct tables *t, const char *path, struct conf_errors *e, int *nlines);
 
 #endif

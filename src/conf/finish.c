@@ -169,6 +169,12 @@ void conf_finish(struct loader *l)
                    "aliases path is too long; shorten it");
         dirs_ok = false;
     }
+    if (dirs_ok &&
+        path_join(c->mailboxes_file, sizeof(c->mailboxes_file), c->data_dir, l->mailboxes) < 0) {
+        conf_error(l->e, l->file, server_line(l, "mailboxes"),
+                   "mailboxes path is too long; shorten it");
+        dirs_ok = false;
+    }
     conf_finish_tls(l, dirs_ok);
     /* Without domains or files every user line would be an error too: stop here. */
     if (!dirs_ok || l->ndomains == 0)
@@ -202,6 +208,16 @@ void conf_finish(struct loader *l)
     int nlines = 0;
     if (present[1])
         conf_load_aliases(c->tables, c->aliases_file, l->e, &nlines);
+    /* The mailboxes file is optional: a missing default means no shared mailboxes, but a path
+     * someone wrote must exist (a typo would silently drop every shared mailbox). */
+    int mlines = 0;
+    if (stat(c->mailboxes_file, &st) == 0)
+        conf_load_mailboxes(c->tables, c->mailboxes_file, l->e, &mlines);
+    else if (errno != ENOENT || key_line(l, "mailboxes") > 0)
+        conf_error(l->e, l->file, server_line(l, "mailboxes"),
+                   "mailboxes file %s: %s; create it (`tern mailbox add` does) or fix "
+                   "mailboxes =",
+                   c->mailboxes_file, strerror(errno));
     if (l->e->n > before || !present[0] || !present[1])
         return; /* the alias checks would only repeat those errors */
 
@@ -214,7 +230,6 @@ void conf_finish(struct loader *l)
     if (tables_finish(c->tables, fin, cap) < 0) {
         /* Reasons about one alias already start "ALIASES:LINE: "; the rest are about something
          * missing, so they point at the end of the aliases file, where it would be added. */
-        size_t plen = strlen(c->aliases_file);
         for (char *s = fin, *nl; *s; s = nl + 1) {
             nl = strchr(s, '\n');
             if (!nl)
@@ -222,10 +237,17 @@ void conf_finish(struct loader *l)
             *nl = '\0';
             char *end = NULL;
             long line = 0;
-            if (strncmp(s, c->aliases_file, plen) == 0 && s[plen] == ':')
+            const char *file = c->aliases_file;
+            size_t plen = strlen(file);
+            if (strncmp(s, c->mailboxes_file, strlen(c->mailboxes_file)) == 0 &&
+                s[strlen(c->mailboxes_file)] == ':') {
+                file = c->mailboxes_file;
+                plen = strlen(file);
+            }
+            if (strncmp(s, file, plen) == 0 && s[plen] == ':')
                 line = strtol(s + plen + 1, &end, 10);
             if (end && end[0] == ':' && end[1] == ' ' && line > 0 && line <= INT_MAX)
-                conf_error(l->e, c->aliases_file, (int)line, "%s", end + 2);
+                conf_error(l->e, file, (int)line, "%s", end + 2);
             else
                 conf_error(l->e, c->aliases_file, nlines > 0 ? nlines : 1, "%s", s);
         }

@@ -9,7 +9,7 @@
 
 #include "conf/config.h"
 
-#define CONF_NKEYS 30 /* entries of conf_keys[] (checked in config.c) */
+#define CONF_NKEYS 32 /* entries of conf_keys[] (checked in config.c) */
 
 #define MAX_DOMAINS 1024
 
@@ -30,6 +30,7 @@ enum ktype {
     K_USER,
     K_USERS,
     K_ALIASES,
+    K_MAILBOXES,
     K_DOMAINS,
     K_WORKERS,
     K_LISTEN,
@@ -43,6 +44,7 @@ enum ktype {
     K_PLAINTEXT,
     K_SNI,
     K_CHECK_FROM,
+    K_BOOL, /* yes|no into a bool field */
 };
 
 struct key {
@@ -69,6 +71,7 @@ struct loader {
     char data_dir[PATH_MAX];     /* as written */
     char users[PATH_MAX];        /* as written */
     char aliases[PATH_MAX];      /* as written */
+    char mailboxes[PATH_MAX];    /* as written */
     char tls_cert[PATH_MAX];     /* as written, "" when not set */
     char tls_key[PATH_MAX];      /* as written */
     int sni_line[CONF_MAX_SNI];  /* where each sni = was, for errors about its files */

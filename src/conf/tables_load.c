@@ -133,6 +133,17 @@ static void users_line(struct tables *t, const char *path, int line, char *s, st
                 u.admin = true;
                 continue;
             }
+            if (strncasecmp(tok, "userdb_quota_rule=*:storage=", 28) == 0) {
+                /* Dovecot's quota rule, so that both servers enforce one limit */
+                if (conf_parse_size(tok + 28, &u.quota) < 0) {
+                    conf_error(e, path, line,
+                               "%s of %s is not a size; write "
+                               "userdb_quota_rule=*:storage=500M (k, M, G or T)",
+                               tok, u.addr);
+                    return;
+                }
+                continue;
+            }
             if (strncasecmp(tok, "moved=", 6) != 0)
                 continue; /* Dovecot's own extra fields: not ours to judge */
             if (!addr_check(tok + 6, false, &why)) {
@@ -149,8 +160,9 @@ static void users_line(struct tables *t, const char *path, int line, char *s, st
         conf_error(e, path, line, "%s", reason);
 }
 
-/* One aliases line: name: member, member ... */
-static void aliases_line(struct tables *t, const char *path, int line, char *s, bool indented,
+/* Splits "name: member, member # comment" at its colon; NULL (error given) when there is none.
+ * what is "alias" or "shared mailbox", for the message. */
+static char *split_entry(const char *path, int line, char *s, bool indented, const char *what,
                          struct conf_errors *e)
 {
     for (char *p = s + 1; *p; p++) /* a comment after the members */
@@ -160,14 +172,86 @@ static void aliases_line(struct tables *t, const char *path, int line, char *s, 
         }
     char *colon = strchr(s, ':');
     if (!colon) {
-        conf_error(e, path, line, "'%s' is not an alias; write name: member, member%s", s,
+        conf_error(e, path, line, "'%s' is not %s %s; write name: member, member%s", s,
+                   what[0] == 'a' ? "an" : "a", what,
                    indented ? " (all on one line: continuation lines are not supported)" : "");
-        return;
+        return NULL;
     }
     *colon = '\0';
-    char *name = s;
-    for (char *end = colon; end > name && is_space(end[-1]);)
+    for (char *end = colon; end > s && is_space(end[-1]);)
         *--end = '\0';
+    return colon + 1;
+}
+
+/* The members after the colon, checked one by one; a malloc'd array (free it) or NULL with
+ * *bad set. A `quota=SIZE` word goes to *quota when quota is not NULL. */
+static const char **entry_members(const char *path, int line, const char *name, char *list,
+                                  const char *what, uint64_t *quota, size_t *n, bool *bad,
+                                  struct conf_errors *e)
+{
+    const char **members = NULL;
+    size_t cap = 0;
+    const char *why;
+    *n = 0;
+    *bad = false;
+    char *save = NULL;
+    for (char *tok = strtok_r(list, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+        if (quota && strncasecmp(tok, "quota=", 6) == 0) {
+            if (conf_parse_size(tok + 6, quota) < 0) {
+                conf_error(e, path, line,
+                           "%s %s: %s is not a size; write quota=500M (k, M, G or T), or "
+                           "quota=0 for none",
+                           what, name, tok);
+                *bad = true;
+            }
+            continue;
+        }
+        if (tok[0] == '|' || tok[0] == '/' || tok[0] == ':' || tok[0] == '"') {
+            conf_error(e, path, line,
+                       "%s %s: member '%s': pipes, files, :include: and quoted names are not "
+                       "supported; list local users",
+                       what, name, tok);
+            *bad = true;
+            continue;
+        }
+        if (!addr_check(tok, true, &why)) {
+            conf_error(e, path, line,
+                       "%s %s: member '%s' is not valid: %s; write user or "
+                       "user@domain",
+                       what, name, tok, why);
+            *bad = true;
+            continue;
+        }
+        if (*n == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            const char **nm = realloc(members, ncap * sizeof(*nm));
+            if (!nm) {
+                conf_error(e, path, line, "out of memory; free some memory and try again");
+                free(members);
+                *bad = true;
+                return NULL;
+            }
+            members = nm;
+            cap = ncap;
+        }
+        members[(*n)++] = tok;
+    }
+    if (!*bad && *n == 0) {
+        conf_error(e, path, line, "%s %s has no members; list at least one user after the ':'",
+                   what, name);
+        *bad = true;
+    }
+    return members;
+}
+
+/* One aliases line: name: member, member ... */
+static void aliases_line(struct tables *t, const char *path, int line, char *s, bool indented,
+                         struct conf_errors *e)
+{
+    char *list = split_entry(path, line, s, indented, "alias", e);
+    if (!list)
+        return;
+    char *name = s;
     const char *why;
     bool catchall = name[0] == '@';
     if (catchall ? !conf_valid_domain(name + 1) : !addr_check(name, true, &why)) {
@@ -176,48 +260,42 @@ static void aliases_line(struct tables *t, const char *path, int line, char *s, 
                    catchall ? "the domain is not a valid name like example.org" : why);
         return;
     }
-    const char **members = NULL;
-    size_t nmembers = 0, cap = 0;
-    bool bad = false;
-    char *save = NULL;
-    for (char *tok = strtok_r(colon + 1, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-        if (tok[0] == '|' || tok[0] == '/' || tok[0] == ':' || tok[0] == '"') {
-            conf_error(e, path, line,
-                       "alias %s: member '%s': pipes, files, :include: and quoted names are not "
-                       "supported; list local users",
-                       name, tok);
-            bad = true;
-            continue;
-        }
-        if (!addr_check(tok, true, &why)) {
-            conf_error(e, path, line,
-                       "alias %s: member '%s' is not valid: %s; write user or "
-                       "user@domain",
-                       name, tok, why);
-            bad = true;
-            continue;
-        }
-        if (nmembers == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            const char **nm = realloc(members, ncap * sizeof(*nm));
-            if (!nm) {
-                conf_error(e, path, line, "out of memory; free some memory and try again");
-                free(members);
-                return;
-            }
-            members = nm;
-            cap = ncap;
-        }
-        members[nmembers++] = tok;
-    }
-    if (!bad && nmembers == 0)
-        conf_error(e, path, line, "alias %s has no members; list at least one user after the ':'",
-                   name);
-    if (!bad && nmembers > 0) {
+    size_t nmembers;
+    bool bad;
+    const char **members = entry_members(path, line, name, list, "alias", NULL, &nmembers, &bad, e);
+    if (!bad) {
         char origin[PATH_MAX + 16];
         char reason[1024];
         snprintf(origin, sizeof(origin), "%s:%d", path, line);
         if (tables_add_alias_at(t, origin, name, members, nmembers, reason, sizeof(reason)) < 0)
+            conf_error(e, path, line, "%s", reason);
+    }
+    free(members);
+}
+
+/* One mailboxes line: team@domain: member, member [quota=SIZE] */
+static void mailboxes_line(struct tables *t, const char *path, int line, char *s, bool indented,
+                           struct conf_errors *e)
+{
+    char *list = split_entry(path, line, s, indented, "shared mailbox", e);
+    if (!list)
+        return;
+    const char *why;
+    if (!addr_check(s, false, &why)) {
+        conf_error(e, path, line, "shared mailbox '%s' is not valid: %s; write team@domain", s,
+                   why);
+        return;
+    }
+    size_t nmembers;
+    bool bad;
+    uint64_t quota = 0;
+    const char **members =
+        entry_members(path, line, s, list, "shared mailbox", &quota, &nmembers, &bad, e);
+    if (!bad) {
+        char origin[PATH_MAX + 16];
+        char reason[1024];
+        snprintf(origin, sizeof(origin), "%s:%d", path, line);
+        if (tables_add_shared(t, origin, s, members, nmembers, quota, reason, sizeof(reason)) < 0)
             conf_error(e, path, line, "%s", reason);
     }
     free(members);
@@ -277,4 +355,9 @@ int conf_load_users(struct tables *t, const char *path, struct conf_errors *e)
 int conf_load_aliases(struct tables *t, const char *path, struct conf_errors *e, int *nlines)
 {
     return read_table_file(t, path, "aliases", aliases_line, e, nlines);
+}
+
+int conf_load_mailboxes(struct tables *t, const char *path, struct conf_errors *e, int *nlines)
+{
+    return read_table_file(t, path, "mailboxes", mailboxes_line, e, nlines);
 }

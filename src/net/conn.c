@@ -25,6 +25,8 @@
 #include "smtp/session.h"
 #include "store/maildir.h"
 #include "store/spool.h"
+#include "store/deliver.h"
+#include "store/usage.h"
 #include "util/log.h"
 #include "work/pool.h"
 
@@ -62,7 +64,9 @@ enum job_kind { JOB_COMMIT, JOB_AUTH };
 struct job {
     struct conn *c;
     enum job_kind kind;
-    int rc;
+    enum deliver_status status;      /* COMMIT */
+    char which[TABLES_ADDR_MAX + 1]; /* COMMIT: the full mailbox */
+    const struct smtp_txn *txn;      /* COMMIT: read-only while the request is pending */
     char err[256];
     char *in;  /* AUTH: the client's response, or NULL */
     char *out; /* AUTH: the challenge */
@@ -84,6 +88,13 @@ static bool storage_ok(void *ctx)
     if (statvfs(c->conf->data_dir, &st) != 0)
         return true; /* cannot tell: let the write itself fail and answer 451 */
     return (uint64_t)st.f_bavail * st.f_frsize >= c->conf->min_free_space;
+}
+
+static bool mailbox_full(void *ctx, const char *box)
+{
+    struct conn *c = ctx;
+    const struct tables_user *u = tables_user(c->conf->tables, box);
+    return u && u->quota && usage_full(c->conf->data_dir, box, u->quota);
 }
 
 static time_t now(void *ctx)
@@ -230,32 +241,28 @@ static void commit_run(void *arg)
 {
     struct job *j = arg;
     struct conn *c = j->c;
-    j->rc = 0;
-    if (c->spool)
-        j->rc = spool_commit(c->spool, j->err, sizeof j->err);
-    if (j->rc == 0 && c->msg) {
-        j->rc = maildir_commit(c->msg, j->err, sizeof j->err);
-        if (j->rc != 0 && c->spool) { /* all or nothing: take the queued copy back */
-            char err2[256];
-            if (spool_uncommit(c->spool, err2, sizeof err2) != 0)
-                log_err("could not take back the queued copy: %s", err2);
-        }
-    }
+    const struct smtp_txn *t = j->txn;
+    j->status = deliver_commit(c->conf->data_dir, c->conf->tables, c->msg, c->spool,
+                               (const char(*)[TABLES_ADDR_MAX + 1]) t->mailboxes, t->nmailboxes,
+                               j->which, sizeof j->which, j->err, sizeof j->err);
 }
 
 static void commit_done(void *arg)
 {
     struct job *j = arg;
     struct conn *c = j->c;
-    struct smtp_result r = {.ok = j->rc == 0};
+    struct smtp_result r = {.ok = j->status == DELIVER_OK};
     const struct smtp_txn *t = smtp_session_request(c->s)->txn;
-    if (j->rc == 0)
+    if (j->status == DELIVER_OK)
         log_info("accepted %s from <%s> via %s%s%s: %zu recipients, %zu mailboxes, %zu queued, "
                  "%zu bytes",
                  c->ip, t->from, c->kind == LISTEN_SUBMISSION ? "submission" : "smtp",
                  t->auth_user[0] ? " as " : "", t->auth_user, t->nrcpts, t->nmailboxes, t->nforeign,
                  c->msg ? maildir_size(c->msg) : 0);
-    else {
+    else if (j->status == DELIVER_FULL) {
+        log_info("refused message from <%s> (%s): mailbox %s is full", t->from, c->ip, j->which);
+        fail_result(&r, 552, "5.2.2", "Mailbox full: the message does not fit in the quota");
+    } else {
         log_err("could not store message from <%s> (%s): %s", t->from, c->ip, j->err);
         fail_result(&r, 451, "4.3.0",
                     "Local error in processing: message not stored, try "
@@ -479,12 +486,15 @@ static bool do_requests(struct conn *c)
             break;
         case SMTP_REQ_STORE_COMMIT: {
             struct job *j = calloc(1, sizeof *j);
+            if (j) {
+                j->kind = JOB_COMMIT;
+                j->txn = q->txn;
+            }
             if (!j || !submit(c, j, commit_run, commit_done)) {
                 free(j);
                 fail_result(&r, 451, "4.3.0", "Local error in processing: try again later");
                 break;
             }
-            j->kind = JOB_COMMIT;
             return false;
         }
         case SMTP_REQ_STORE_ABORT:
@@ -707,6 +717,8 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, socklen_
         .auth_mech_ok = auth_mech_ok,
         .check_from = cf->check_from,
         .storage_ok = storage_ok,
+        .mailbox_full = mailbox_full,
+        .sender_header = cf->sender_header,
         .now = now,
         .ctx = c,
     };

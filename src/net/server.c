@@ -14,6 +14,7 @@
 #include "auth/throttle.h"
 #include "net/server.h"
 #include "net/tls.h"
+#include "store/acl.h"
 #include "util/log.h"
 #include "work/pool.h"
 
@@ -81,11 +82,22 @@ static void term_cb(evutil_socket_t sig, short what, void *arg)
     evtimer_add(srv->drain_timer, &tv);
 }
 
-/* Size, mtime and inode of the three files, to notice edits (including atomic renames). */
+/* Dovecot's view of the shared mailboxes follows the mailboxes file (store/acl.h). */
+static void sync_acls(const struct conf *c)
+{
+    char err[1024];
+    size_t changed = 0;
+    if (acl_sync(c->data_dir, c->tables, (uid_t)-1, (gid_t)-1, &changed, err, sizeof err) != 0)
+        log_err("shared mailboxes: %s", err);
+    else if (changed)
+        log_info("shared mailboxes: %zu dovecot-acl file(s) updated", changed);
+}
+
+/* Size, mtime and inode of the four files, to notice edits (including atomic renames). */
 static void stamp_files(const struct conf *c, struct file_stamp *out)
 {
-    const char *paths[3] = {c->path, c->users_file, c->aliases_file};
-    for (int i = 0; i < 3; i++) {
+    const char *paths[4] = {c->path, c->users_file, c->aliases_file, c->mailboxes_file};
+    for (int i = 0; i < 4; i++) {
         struct stat st;
         if (stat(paths[i], &st) != 0) {
             out[i] = (struct file_stamp){-1, -1, -1};
@@ -124,6 +136,7 @@ static void reload(struct server *srv, const char *why)
     conf_unref(srv->conf);
     srv->conf = c; /* new connections see it; open ones keep the configuration they began with */
     stamp_files(c, srv->stamps);
+    sync_acls(c);
     log_info("reloaded %s: %zu users%s", c->path, tables_nusers(c->tables),
              ctx ? ", certificate reloaded" : "");
 }
@@ -141,7 +154,7 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
     struct server *srv = arg;
     (void)fd;
     (void)what;
-    struct file_stamp now[3];
+    struct file_stamp now[4];
     stamp_files(srv->conf, now);
     if (memcmp(now, srv->stamps, sizeof now) != 0) {
         memcpy(srv->stamps, now, sizeof now); /* a broken file is reported once, not every 2 s */
@@ -173,6 +186,7 @@ int server_run(struct conf *c, const int *fds, char *err, size_t errlen)
     srv.throttle =
         throttle_new((unsigned)c->auth_max_failures, (unsigned)c->auth_window, THROTTLE_KEYS);
     stamp_files(c, srv.stamps);
+    sync_acls(c);
     srv.pool = pool_new(srv.base, c->workers);
     if (!srv.pool) {
         snprintf(err, errlen, "cannot start %d worker threads", c->workers);

@@ -36,7 +36,7 @@ struct server {
     struct throttle *throttle; /* failed AUTH per IP and per user */
     struct file_stamp {
         long long mtime_ns, size, ino;
-    } stamps[3]; /* config, users, aliases */
+    } stamps[4]; /* config, users, aliases, mailboxes */
 };
 
 /* listen.c: binds every listener of c. fds[i] matches c->listeners[i]. 0, or -1 with a reason

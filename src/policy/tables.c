@@ -4,6 +4,7 @@
  * all their state on the caller's stack, so any number of threads may share one table. */
 #include "util/err.h"
 #include "policy/tables.h"
+#include "policy/tables_priv.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -11,40 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-/* A string-keyed hash map of indices. Keys point into strings the tables own. */
-struct map_entry {
-    const char *key; /* NULL: empty slot */
-    uint32_t hash;
-    uint32_t val;
-};
-
-struct map {
-    struct map_entry *e;
-    size_t cap; /* a power of two, or 0 */
-    size_t n;
-};
-
-struct alias {
-    char *name;      /* lowercased "local@domain", or "local" when bare */
-    char *origin;    /* where it came from, for tables_finish's reasons; may be NULL */
-    char **members;  /* normalised lowercased "local@domain" */
-    size_t nmembers; /* >= 1 */
-};
-
-struct tables {
-    char **domains;
-    size_t ndomains, domcap;
-    struct map domain_map;
-
-    struct tables_user **users; /* one allocation each, so pointers handed out stay valid */
-    size_t nusers, usercap;
-    struct map user_map;
-
-    struct alias **aliases;
-    size_t naliases, aliascap;
-    struct map alias_map; /* full and bare names share it: only full names contain '@' */
-};
 
 /* FNV-1a: short keys, no adversary choosing them (the admin writes the files). */
 static uint32_t hash_str(const char *s)
@@ -57,7 +24,7 @@ static uint32_t hash_str(const char *s)
     return h;
 }
 
-static const struct map_entry *map_get(const struct map *m, const char *key)
+const struct map_entry *tables_map_get(const struct map *m, const char *key)
 {
     if (m->cap == 0)
         return NULL;
@@ -80,7 +47,7 @@ static void map_insert(struct map_entry *tab, size_t cap, const char *key, uint3
 }
 
 /* Adds a key known to be absent. -1 on allocation failure. */
-static int map_put(struct map *m, const char *key, uint32_t val)
+int tables_map_put(struct map *m, const char *key, uint32_t val)
 {
     if ((m->n + 1) * 10 >= m->cap * 7) { /* keep the load under 0.7 */
         size_t ncap = m->cap ? m->cap * 2 : 64;
@@ -101,7 +68,7 @@ static int map_put(struct map *m, const char *key, uint32_t val)
 
 /* Returns arr with room for element n (one of size elem), updating cap; NULL when out of memory,
  * arr then left as it was. */
-static void *grow(void *arr, size_t elem, size_t n, size_t *cap)
+void *tables_grow(void *arr, size_t elem, size_t n, size_t *cap)
 {
     if (n < *cap)
         return arr;
@@ -113,7 +80,7 @@ static void *grow(void *arr, size_t elem, size_t n, size_t *cap)
 }
 
 /* Lowercased copy; -1 when it does not fit in n bytes. */
-static int lower_copy(char *dst, size_t n, const char *src)
+int tables_lower_copy(char *dst, size_t n, const char *src)
 {
     size_t len = strlen(src);
     if (len >= n)
@@ -158,26 +125,27 @@ void tables_free(struct tables *t)
     free(t->domain_map.e);
     free(t->user_map.e);
     free(t->alias_map.e);
+    tables_shared_free(t);
     free(t);
 }
 
 int tables_add_domain(struct tables *t, const char *domain, char *err, size_t errlen)
 {
     char d[TABLES_ADDR_MAX + 1];
-    if (!domain || !*domain || strchr(domain, '@') || lower_copy(d, 256, domain) < 0) {
+    if (!domain || !*domain || strchr(domain, '@') || tables_lower_copy(d, 256, domain) < 0) {
         err_set(err, errlen, "'%s' is not a domain name; write a name such as example.org",
                 domain ? domain : "");
         return -1;
     }
-    if (map_get(&t->domain_map, d)) {
+    if (tables_map_get(&t->domain_map, d)) {
         err_set(err, errlen, "domain %s is listed twice; remove one", d);
         return -1;
     }
     char *copy = strdup(d);
-    char **nd = grow(t->domains, sizeof(*t->domains), t->ndomains, &t->domcap);
+    char **nd = tables_grow(t->domains, sizeof(*t->domains), t->ndomains, &t->domcap);
     if (nd)
         t->domains = nd;
-    if (!copy || !nd || map_put(&t->domain_map, copy, (uint32_t)t->ndomains) < 0) {
+    if (!copy || !nd || tables_map_put(&t->domain_map, copy, (uint32_t)t->ndomains) < 0) {
         free(copy);
         err_set(err, errlen, "out of memory adding domain %s; free some memory", d);
         return -1;
@@ -189,9 +157,9 @@ int tables_add_domain(struct tables *t, const char *domain, char *err, size_t er
 bool tables_is_local_domain(const struct tables *t, const char *domain)
 {
     char d[256];
-    if (!domain || lower_copy(d, sizeof(d), domain) < 0)
+    if (!domain || tables_lower_copy(d, sizeof(d), domain) < 0)
         return false;
-    return map_get(&t->domain_map, d) != NULL;
+    return tables_map_get(&t->domain_map, d) != NULL;
 }
 
 size_t tables_ndomains(const struct tables *t)
@@ -205,7 +173,7 @@ const char *tables_domain(const struct tables *t, size_t i)
 }
 
 /* Splits a lowercased address at its only '@'; -1 unless both sides are non-empty. */
-static int split_addr(const char *addr, size_t *locallen)
+int tables_split_addr(const char *addr, size_t *locallen)
 {
     const char *at = strchr(addr, '@');
     if (!at || at == addr || !at[1] || strchr(at + 1, '@'))
@@ -218,27 +186,27 @@ int tables_add_user(struct tables *t, const struct tables_user *u, char *err, si
 {
     char addr[TABLES_ADDR_MAX + 1];
     size_t ll;
-    if (lower_copy(addr, sizeof(addr), u->addr) < 0 || split_addr(addr, &ll) < 0) {
+    if (tables_lower_copy(addr, sizeof(addr), u->addr) < 0 || tables_split_addr(addr, &ll) < 0) {
         err_set(err, errlen, "user '%s' is not an address; write it as user@domain", u->addr);
         return -1;
     }
-    if (!map_get(&t->domain_map, addr + ll + 1)) {
+    if (!tables_map_get(&t->domain_map, addr + ll + 1)) {
         err_set(err, errlen,
                 "user %s: %s is not one of the local domains; add it to domains = in [server] or "
                 "fix the address",
                 addr, addr + ll + 1);
         return -1;
     }
-    if (map_get(&t->user_map, addr)) {
+    if (tables_map_get(&t->user_map, addr)) {
         err_set(err, errlen, "user %s is listed twice; remove one of the lines", addr);
         return -1;
     }
-    if (map_get(&t->alias_map, addr)) {
+    if (tables_map_get(&t->alias_map, addr)) {
         err_set(err, errlen, "user %s is also an alias; rename one of the two", addr);
         return -1;
     }
     struct tables_user *copy = malloc(sizeof(*copy));
-    struct tables_user **nu = grow(t->users, sizeof(*t->users), t->nusers, &t->usercap);
+    struct tables_user **nu = tables_grow(t->users, sizeof(*t->users), t->nusers, &t->usercap);
     if (nu)
         t->users = nu;
     if (!copy || !nu) {
@@ -248,8 +216,8 @@ int tables_add_user(struct tables *t, const struct tables_user *u, char *err, si
     }
     *copy = *u;
     memcpy(copy->addr, addr, sizeof(addr));
-    lower_copy(copy->moved, sizeof(copy->moved), u->moved); /* same size: always fits */
-    if (map_put(&t->user_map, copy->addr, (uint32_t)t->nusers) < 0) {
+    tables_lower_copy(copy->moved, sizeof(copy->moved), u->moved); /* same size: always fits */
+    if (tables_map_put(&t->user_map, copy->addr, (uint32_t)t->nusers) < 0) {
         free(copy);
         err_set(err, errlen, "out of memory adding user %s; free some memory", addr);
         return -1;
@@ -261,9 +229,9 @@ int tables_add_user(struct tables *t, const struct tables_user *u, char *err, si
 const struct tables_user *tables_user(const struct tables *t, const char *addr)
 {
     char a[TABLES_ADDR_MAX + 1];
-    if (!addr || lower_copy(a, sizeof(a), addr) < 0)
+    if (!addr || tables_lower_copy(a, sizeof(a), addr) < 0)
         return NULL;
-    const struct map_entry *e = map_get(&t->user_map, a);
+    const struct map_entry *e = tables_map_get(&t->user_map, a);
     return e ? t->users[e->val] : NULL;
 }
 
@@ -293,7 +261,7 @@ static char *member_normalise(const char *member, const char *domain)
 {
     char m[TABLES_ADDR_MAX + 1];
     size_t ll;
-    if (lower_copy(m, sizeof(m), member) < 0)
+    if (tables_lower_copy(m, sizeof(m), member) < 0)
         return NULL;
     if (!strchr(m, '@')) {
         size_t len = strlen(m);
@@ -302,7 +270,7 @@ static char *member_normalise(const char *member, const char *domain)
         m[len] = '@';
         strcpy(m + len + 1, domain);
     }
-    if (split_addr(m, &ll) < 0)
+    if (tables_split_addr(m, &ll) < 0)
         return NULL;
     return strdup(m);
 }
@@ -314,8 +282,9 @@ int tables_add_alias_at(struct tables *t, const char *origin, const char *name,
     size_t ll;
     /* "@domain" is the domain's catch-all: it takes every address no user or alias names */
     bool catchall = name && name[0] == '@';
-    if (!name || lower_copy(n, sizeof(n), name) < 0 || !*n ||
-        (catchall ? !n[1] || strchr(n + 1, '@') : strchr(n, '@') && split_addr(n, &ll) < 0)) {
+    if (!name || tables_lower_copy(n, sizeof(n), name) < 0 || !*n ||
+        (catchall ? !n[1] || strchr(n + 1, '@')
+                  : strchr(n, '@') && tables_split_addr(n, &ll) < 0)) {
         err_set(err, errlen, "alias '%s' is not a name; write local@domain or a bare local part",
                 name ? name : "");
         return -1;
@@ -326,14 +295,14 @@ int tables_add_alias_at(struct tables *t, const char *origin, const char *name,
     }
     const char *at = strchr(n, '@');
     const char *domain = at ? at + 1 : t->domains[0];
-    if (at && !map_get(&t->domain_map, domain)) {
+    if (at && !tables_map_get(&t->domain_map, domain)) {
         err_set(err, errlen,
                 "alias %s: %s is not one of the local domains; add it to domains = in [server] "
                 "or fix the name",
                 n, domain);
         return -1;
     }
-    const struct map_entry *dup = map_get(&t->alias_map, n);
+    const struct map_entry *dup = tables_map_get(&t->alias_map, n);
     if (dup) {
         const char *first = t->aliases[dup->val]->origin;
         if (first)
@@ -343,7 +312,7 @@ int tables_add_alias_at(struct tables *t, const char *origin, const char *name,
             err_set(err, errlen, "alias %s is defined twice; merge them into one", n);
         return -1;
     }
-    if (at && map_get(&t->user_map, n)) {
+    if (at && tables_map_get(&t->user_map, n)) {
         err_set(err, errlen, "alias %s is also a user; rename one of the two", n);
         return -1;
     }
@@ -371,11 +340,11 @@ int tables_add_alias_at(struct tables *t, const char *origin, const char *name,
         }
         a->nmembers = i + 1;
     }
-    struct alias **na = grow(t->aliases, sizeof(*t->aliases), t->naliases, &t->aliascap);
+    struct alias **na = tables_grow(t->aliases, sizeof(*t->aliases), t->naliases, &t->aliascap);
     if (!na)
         goto oom;
     t->aliases = na;
-    if (map_put(&t->alias_map, a->name, (uint32_t)t->naliases) < 0)
+    if (tables_map_put(&t->alias_map, a->name, (uint32_t)t->naliases) < 0)
         goto oom;
     t->aliases[t->naliases++] = a;
     return 0;
@@ -385,29 +354,27 @@ oom:
     return -1;
 }
 
-enum target { TARGET_NONE, TARGET_FOREIGN, TARGET_USER, TARGET_ALIAS };
-
 /* What a lowercased local@domain names: a user first, then a full alias, then a bare alias. */
-static enum target target_of(const struct tables *t, const char *addr, uint32_t *idx)
+enum target tables_target_of(const struct tables *t, const char *addr, uint32_t *idx)
 {
     const char *at = strrchr(addr, '@');
-    if (!at || !map_get(&t->domain_map, at + 1))
+    if (!at || !tables_map_get(&t->domain_map, at + 1))
         return TARGET_FOREIGN;
-    const struct map_entry *e = map_get(&t->user_map, addr);
+    const struct map_entry *e = tables_map_get(&t->user_map, addr);
     if (e) {
         *idx = e->val;
         return TARGET_USER;
     }
-    e = map_get(&t->alias_map, addr);
+    e = tables_map_get(&t->alias_map, addr);
     if (!e) {
         char local[TABLES_ADDR_MAX + 1];
         size_t ll = (size_t)(at - addr);
         memcpy(local, addr, ll);
         local[ll] = '\0';
-        e = map_get(&t->alias_map, local);
+        e = tables_map_get(&t->alias_map, local);
     }
     if (!e)
-        e = map_get(&t->alias_map, at); /* the domain's catch-all, "@domain" */
+        e = tables_map_get(&t->alias_map, at); /* the domain's catch-all, "@domain" */
     if (e) {
         *idx = e->val;
         return TARGET_ALIAS;
@@ -456,7 +423,7 @@ static void expand(const struct tables *t, uint32_t ai, int depth, struct expans
     const struct alias *a = t->aliases[ai];
     for (size_t i = 0; i < a->nmembers && !x->too_many; i++) {
         uint32_t idx = 0;
-        switch (target_of(t, a->members[i], &idx)) {
+        switch (tables_target_of(t, a->members[i], &idx)) {
         case TARGET_USER:
             if (t->users[idx]->moved[0] || !set_add(x->users, idx))
                 break;
@@ -496,10 +463,10 @@ enum tables_status tables_resolve(const struct tables *t, const char *local, con
     if (!local || !*local || strchr(local, '@') ||
         (size_t)snprintf(addr, sizeof(addr), "%s@%s", local, domain) >= sizeof(addr))
         return TABLES_UNKNOWN;
-    lower_copy(addr, sizeof(addr), addr);
+    tables_lower_copy(addr, sizeof(addr), addr);
 
     uint32_t idx = 0;
-    switch (target_of(t, addr, &idx)) {
+    switch (tables_target_of(t, addr, &idx)) {
     case TARGET_USER: {
         const struct tables_user *u = t->users[idx];
         if (u->moved[0]) {
@@ -549,10 +516,10 @@ size_t tables_vrfy(const struct tables *t, const char *query, const struct table
                    size_t max)
 {
     char q[TABLES_ADDR_MAX + 1];
-    if (!query || !*query || lower_copy(q, sizeof(q), query) < 0)
+    if (!query || !*query || tables_lower_copy(q, sizeof(q), query) < 0)
         return 0;
     if (strchr(q, '@')) {
-        const struct map_entry *e = map_get(&t->user_map, q);
+        const struct map_entry *e = tables_map_get(&t->user_map, q);
         if (!e)
             return 0;
         if (max > 0)
@@ -565,7 +532,7 @@ size_t tables_vrfy(const struct tables *t, const char *query, const struct table
         char addr[TABLES_ADDR_MAX + 1];
         if ((size_t)snprintf(addr, sizeof(addr), "%s@%s", q, t->domains[d]) >= sizeof(addr))
             continue;
-        const struct map_entry *e = map_get(&t->user_map, addr);
+        const struct map_entry *e = tables_map_get(&t->user_map, addr);
         if (e) {
             if (n < max)
                 out[n] = t->users[e->val];
@@ -590,16 +557,16 @@ long tables_expn(const struct tables *t, const char *name, const char **out, siz
     if (!name || !*name || t->ndomains == 0)
         return -1;
     if (strchr(name, '@')) {
-        if (lower_copy(addr, sizeof(addr), name) < 0)
+        if (tables_lower_copy(addr, sizeof(addr), name) < 0)
             return -1;
     } else if ((size_t)snprintf(addr, sizeof(addr), "%s@%s", name, t->domains[0]) >= sizeof(addr)) {
         return -1;
     } else {
-        lower_copy(addr, sizeof(addr), addr);
+        tables_lower_copy(addr, sizeof(addr), addr);
     }
     size_t ll;
     uint32_t idx = 0;
-    if (split_addr(addr, &ll) < 0 || target_of(t, addr, &idx) != TARGET_ALIAS)
+    if (tables_split_addr(addr, &ll) < 0 || tables_target_of(t, addr, &idx) != TARGET_ALIAS)
         return -1;
     const struct alias *a = t->aliases[idx];
     for (size_t i = 0; i < a->nmembers && i < max; i++)
@@ -607,23 +574,13 @@ long tables_expn(const struct tables *t, const char *name, const char **out, siz
     return (long)a->nmembers;
 }
 
-/* A growing list of reasons, one per line. */
-struct reasons {
-    char *buf;
-    size_t len, cap;
-    int n;
-};
-
-static void reason(struct reasons *r, const struct alias *a, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void reason(struct reasons *r, const struct alias *a, const char *fmt, ...)
+void tables_reason(struct reasons *r, const char *origin, const char *fmt, ...)
 {
     r->n++;
     if (!r->cap)
         return;
-    if (a && a->origin && r->len + 1 < r->cap)
-        r->len += (size_t)snprintf(r->buf + r->len, r->cap - r->len, "%s: ", a->origin);
+    if (origin && r->len + 1 < r->cap)
+        r->len += (size_t)snprintf(r->buf + r->len, r->cap - r->len, "%s: ", origin);
     if (r->len + 1 < r->cap) {
         va_list ap;
         va_start(ap, fmt);
@@ -634,6 +591,12 @@ static void reason(struct reasons *r, const struct alias *a, const char *fmt, ..
         r->len += (size_t)snprintf(r->buf + r->len, r->cap - r->len, "\n");
     if (r->len >= r->cap)
         r->len = r->cap - 1; /* truncated: the buffer stays terminated */
+}
+
+/* The origin of an alias, or NULL. */
+static const char *origin_of(const struct alias *a)
+{
+    return a ? a->origin : NULL;
 }
 
 enum { VISIT_NEW, VISIT_ACTIVE, VISIT_DONE, VISIT_BAD };
@@ -669,9 +632,9 @@ static int check_alias(struct check *c, uint32_t ai, size_t plen)
     case VISIT_DONE:
         if (plen + c->depth[ai] > TABLES_MAX_DEPTH) {
             path_text(c, 0, plen, ai, buf, sizeof(buf));
-            reason(c->r, t->aliases[c->path[0]],
-                   "alias %s: nests more than %d aliases deep (%s ...); flatten it",
-                   t->aliases[c->path[0]]->name, TABLES_MAX_DEPTH, buf);
+            tables_reason(c->r, origin_of(t->aliases[c->path[0]]),
+                          "alias %s: nests more than %d aliases deep (%s ...); flatten it",
+                          t->aliases[c->path[0]]->name, TABLES_MAX_DEPTH, buf);
             return -1;
         }
         return c->depth[ai];
@@ -681,10 +644,10 @@ static int check_alias(struct check *c, uint32_t ai, size_t plen)
         for (size_t i = 0; i < plen; i++)
             if (c->path[i] == ai) {
                 path_text(c, i, plen, ai, buf, sizeof(buf));
-                reason(c->r, t->aliases[ai],
-                       "alias %s: loops back to itself (%s); remove one of the members that "
-                       "closes the loop",
-                       t->aliases[ai]->name, buf);
+                tables_reason(c->r, origin_of(t->aliases[ai]),
+                              "alias %s: loops back to itself (%s); remove one of the members that "
+                              "closes the loop",
+                              t->aliases[ai]->name, buf);
                 break;
             }
         return -1;
@@ -692,9 +655,9 @@ static int check_alias(struct check *c, uint32_t ai, size_t plen)
     const struct alias *a = t->aliases[ai];
     if (plen >= TABLES_MAX_DEPTH) {
         path_text(c, 0, plen, ai, buf, sizeof(buf));
-        reason(c->r, t->aliases[c->path[0]],
-               "alias %s: nests more than %d aliases deep (%s ...); flatten it",
-               t->aliases[c->path[0]]->name, TABLES_MAX_DEPTH, buf);
+        tables_reason(c->r, origin_of(t->aliases[c->path[0]]),
+                      "alias %s: nests more than %d aliases deep (%s ...); flatten it",
+                      t->aliases[c->path[0]]->name, TABLES_MAX_DEPTH, buf);
         return -1;
     }
     c->state[ai] = VISIT_ACTIVE;
@@ -704,7 +667,7 @@ static int check_alias(struct check *c, uint32_t ai, size_t plen)
     for (size_t i = 0; i < a->nmembers; i++) {
         const char *m = a->members[i];
         uint32_t idx = 0;
-        switch (target_of(t, m, &idx)) {
+        switch (tables_target_of(t, m, &idx)) {
         case TARGET_USER:
             reach |= t->users[idx]->moved[0] == '\0';
             break;
@@ -720,17 +683,18 @@ static int check_alias(struct check *c, uint32_t ai, size_t plen)
             break;
         }
         case TARGET_FOREIGN:
-            reason(c->r, a,
-                   "alias %s: member %s is not a local user; outbound delivery is not "
-                   "available yet",
-                   a->name, m);
+            tables_reason(c->r, origin_of(a),
+                          "alias %s: member %s is not a local user; outbound delivery is not "
+                          "available yet",
+                          a->name, m);
             bad = true;
             break;
         case TARGET_NONE:
-            reason(c->r, a,
-                   "alias %s: member %s is not a local user; add it to the users file or fix "
-                   "the member",
-                   a->name, m);
+            tables_reason(
+                c->r, origin_of(a),
+                "alias %s: member %s is not a local user; add it to the users file or fix "
+                "the member",
+                a->name, m);
             bad = true;
             break;
         }
@@ -751,7 +715,7 @@ int tables_finish(struct tables *t, char *err, size_t errlen)
     if (r.cap)
         err[0] = '\0';
     if (t->ndomains == 0)
-        reason(&r, NULL, "no local domains; list them in domains = under [server]");
+        tables_reason(&r, NULL, "no local domains; list them in domains = under [server]");
     struct check c = {.t = t, .r = &r};
     size_t n = t->naliases ? t->naliases : 1;
     c.state = calloc(n, 1);
@@ -768,25 +732,27 @@ int tables_finish(struct tables *t, char *err, size_t errlen)
         check_alias(&c, i, 0);
     for (uint32_t i = 0; i < t->naliases; i++)
         if (c.state[i] == VISIT_DONE && !c.reach[i])
-            reason(&r, t->aliases[i],
-                   "alias %s: reaches no mailbox, every user on it has moved; add a member or "
-                   "remove the alias",
-                   t->aliases[i]->name);
+            tables_reason(
+                &r, origin_of(t->aliases[i]),
+                "alias %s: reaches no mailbox, every user on it has moved; add a member or "
+                "remove the alias",
+                t->aliases[i]->name);
+    tables_shared_finish(t, &r);
     for (size_t d = 0; d < t->ndomains; d++) {
         char addr[TABLES_ADDR_MAX + 1];
         snprintf(addr, sizeof(addr), "postmaster@%s", t->domains[d]);
         uint32_t idx = 0;
-        enum target k = target_of(t, addr, &idx);
+        enum target k = tables_target_of(t, addr, &idx);
         if (k == TARGET_ALIAS && (c.state[idx] != VISIT_DONE || !c.reach[idx]))
             continue; /* a broken or empty alias: its reason is given above */
         if (k == TARGET_USER && t->users[idx]->moved[0])
-            reason(&r, NULL,
-                   "%s is a user marked moved, and postmaster must always reach someone; "
-                   "remove moved= from it or add `postmaster: you@%s` to aliases",
-                   addr, t->domains[d]);
+            tables_reason(&r, NULL,
+                          "%s is a user marked moved, and postmaster must always reach someone; "
+                          "remove moved= from it or add `postmaster: you@%s` to aliases",
+                          addr, t->domains[d]);
         else if (k != TARGET_USER && k != TARGET_ALIAS)
-            reason(&r, NULL, "%s reaches no one; add `postmaster: you@%s` to aliases", addr,
-                   t->domains[d]);
+            tables_reason(&r, NULL, "%s reaches no one; add `postmaster: you@%s` to aliases", addr,
+                          t->domains[d]);
     }
     free(c.state);
     free(c.reach);

@@ -1,11 +1,13 @@
-/* The in-memory address tables: local domains, users (from the passwd-file `users`) and aliases
- * (from `aliases`), and the lookups the SMTP core makes against them: resolve a recipient to
- * mailboxes, answer VRFY and EXPN. Pure: no I/O here; conf/ fills the tables from files. */
+/* The in-memory address tables: local domains, users (from the passwd-file `users`), aliases
+ * (from `aliases`) and shared mailboxes (from `mailboxes`), and the lookups the SMTP core makes
+ * against them: resolve a recipient to mailboxes, answer VRFY and EXPN. Pure: no I/O here; conf/
+ * fills the tables from files. */
 #ifndef TERN_POLICY_TABLES_H
 #define TERN_POLICY_TABLES_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define TABLES_ADDR_MAX 320       /* local@domain, lowercased */
 #define TABLES_MAX_EXPANSION 1000 /* mailboxes one recipient may expand to */
@@ -22,7 +24,10 @@ struct tables_user {
     char name[128];                  /* gecos: full name, may be empty */
     char moved[TABLES_ADDR_MAX + 1]; /* non-empty when marked moved */
     bool locked;                     /* extra field `nologin` (Dovecot's): may not authenticate */
-    bool admin; /* extra field `admin`: may authorize as another user (AUTH PLAIN authzid) */
+    bool admin;     /* extra field `admin`: may authorize as another user (AUTH PLAIN authzid) */
+    bool shared;    /* a shared mailbox (from `mailboxes`): no password, never logs in */
+    uint64_t quota; /* bytes; 0 = none. Users: extra field userdb_quota_rule=*:storage=SIZE
+                     * (Dovecot's); shared mailboxes: quota=SIZE in `mailboxes` */
 };
 
 struct tables *tables_new(void);
@@ -39,6 +44,14 @@ int tables_add_alias(struct tables *t, const char *name, const char *const *memb
  * gives about this alias, so conf/ can point the admin at the line. NULL: no prefix. */
 int tables_add_alias_at(struct tables *t, const char *origin, const char *name,
                         const char *const *members, size_t nmembers, char *err, size_t errlen);
+/* A shared mailbox addr (local@domain, a local domain, not a user or alias) whose members are
+ * users or aliases (addresses, or bare local parts taken in addr's domain), with a quota in bytes
+ * (0: none). It is stored like a user (shared = true, locked, no password): it resolves to its
+ * own Maildir, VRFY finds it, aliases may name it. origin as in tables_add_alias_at. */
+int tables_add_shared(struct tables *t, const char *origin, const char *addr,
+                      const char *const *members, size_t nmembers, uint64_t quota, char *err,
+                      size_t errlen);
+
 /* After all adds: checks every alias member resolves to a local user (directly or through other
  * aliases, no cycles) and that postmaster reaches someone in every domain. -1 with reasons. */
 int tables_finish(struct tables *t, char *err, size_t errlen);
@@ -76,5 +89,18 @@ size_t tables_vrfy(const struct tables *t, const char *query, const struct table
  * Returns -1 if not an alias, else the member count (may exceed max); members written as given
  * in the aliases file, normalised to user@domain. */
 long tables_expn(const struct tables *t, const char *name, const char **out, size_t max);
+
+/* Shared mailboxes, after tables_finish. addr and user in any case. */
+size_t tables_nshared(const struct tables *t);
+const char *tables_shared_at(const struct tables *t, size_t i); /* lowercased local@domain */
+bool tables_is_shared(const struct tables *t, const char *addr);
+/* Is user (a user's address) a member of shared mailbox addr, directly or through an alias? */
+bool tables_is_member(const struct tables *t, const char *addr, const char *user);
+/* The direct members as written in `mailboxes`, normalised to lowercased local@domain: -1 if
+ * addr is not a shared mailbox, else the count (may exceed max). */
+long tables_shared_members(const struct tables *t, const char *addr, const char **out, size_t max);
+/* The users who are members (aliases expanded, moved users left out), sorted: -1 if addr is not
+ * a shared mailbox, else the count (may exceed max). */
+long tables_shared_users(const struct tables *t, const char *addr, const char **out, size_t max);
 
 #endif

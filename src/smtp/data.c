@@ -56,6 +56,8 @@ static void line_octet(struct smtp_data *d, char c)
             d->in_from = true;
             d->nfrom++;
         }
+        if (d->hdr_len == 7 && memcmp(d->hdr, "sender:", 7) == 0)
+            d->nsender++;
     }
 }
 
@@ -78,12 +80,25 @@ static void put(struct smtp_data *d, char c, char *out, size_t *o)
         out[(*o)++] = c;
 }
 
+/* Is c, at this point, the CR of the empty line that ends the header section, where the caller
+ * asked to stop? Then the stop is taken (once). */
+static bool header_stop(struct smtp_data *d, char c)
+{
+    if (!d->stop_at_header_end || c != '\r' || !d->in_header || d->line_len != 0)
+        return false;
+    d->stop_at_header_end = false;
+    d->header_end = true;
+    return true;
+}
+
 static size_t feed_raw(struct smtp_data *d, const char *in, size_t n, char *out, size_t cap,
                        size_t *outlen)
 {
     size_t i = 0, o = 0;
     for (; i < n && o < cap; i++) {
         char c = in[i];
+        if (header_stop(d, c))
+            break;
         put(d, c, out, &o);
         if (c == '\n')
             line_end(d);
@@ -129,6 +144,10 @@ size_t smtp_data_feed(struct smtp_data *d, const char *in, size_t n, char *out, 
             }
             break;
         case ST_MID:
+            if (header_stop(d, c)) {
+                *outlen = o;
+                return i;
+            }
             if (c == '\r') {
                 d->state = ST_CR;
             } else if (c == '\n') {

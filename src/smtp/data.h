@@ -34,6 +34,12 @@ struct smtp_data {
     bool from_overflow; /* longer than the buffer: cannot be checked */
     bool in_from;       /* the current header line is From: or its continuation */
     size_t nfrom;       /* From: fields seen */
+    size_t nsender;     /* Sender: fields seen */
+    /* Set by the caller to stop the scan just before the empty line that ends the header
+     * section (or, BDAT and text alike, before its CR), so that a field can be added there;
+     * the scan then sets header_end and returns. Disarmed once it has fired. */
+    bool stop_at_header_end;
+    bool header_end;
 };
 
 /* Starts a message; raw for BDAT. The size count goes on across BDAT chunks. */

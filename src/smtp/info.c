@@ -1,6 +1,7 @@
 /* The commands that inform rather than move mail: HELP (214/504), VRFY (250/251-less 551/550/553
  * or 252 when policy hides users) and EXPN (250 list/550, 252 or 502 per policy). What they reveal
- * is decided by the vrfy/expn disclosure settings: harvesting addresses must be a choice. */
+ * is decided by the vrfy/expn disclosure settings: harvesting addresses must be a choice. The
+ * members of a shared mailbox are shown only to its own authenticated members. */
 #include "smtp/session_priv.h"
 
 #include <stdio.h>
@@ -111,30 +112,18 @@ void info_vrfy(struct smtp_session *s, const char *arg, size_t len)
     session_reply(s, 550, "5.1.1", "<%s>: no such user here", q);
 }
 
-void info_expn(struct smtp_session *s, const char *arg, size_t len)
+/* q as a full address: a bare local part is taken in the primary domain, as EXPN does. */
+static bool full_address(const struct smtp_session *s, const char *q, char *out, size_t n)
 {
-    char q[TABLES_ADDR_MAX + 1];
-    if (!take_name(arg, len, q, sizeof q)) {
-        session_reply(s, 501, "5.5.2", "Syntax: EXPN <list>");
-        session_bad(s);
-        return;
-    }
-    if (!session_junk(s))
-        return;
-    if (s->env->expn == SMTP_DISCLOSE_NONE) {
-        session_reply(s, 502, "5.5.1", "EXPN is disabled by policy");
-        return;
-    }
-    if (!disclosed(s, s->env->expn)) {
-        session_reply(s, 252, "2.5.2", "Cannot EXPN: members are shown to authenticated users");
-        return;
-    }
-    const char *members[INFO_LINES_MAX];
-    long n = tables_expn(s->env->tables, q, members, INFO_LINES_MAX);
-    if (n < 0) {
-        session_reply(s, 550, "5.1.1", "<%s>: no such mailing list here", q);
-        return;
-    }
+    if (strchr(q, '@'))
+        return (size_t)snprintf(out, n, "%s", q) < n;
+    const char *d = tables_domain(s->env->tables, 0);
+    return d && (size_t)snprintf(out, n, "%s@%s", q, d) < n;
+}
+
+/* 250 with one line per member (n of them, the first INFO_LINES_MAX in members). */
+static void reply_members(struct smtp_session *s, const char *q, const char *const *members, long n)
+{
     char lines[INFO_LINES_MAX + 1][TABLES_ADDR_MAX + 140];
     const char *ptrs[INFO_LINES_MAX + 1];
     size_t k = 0;
@@ -156,4 +145,49 @@ void info_expn(struct smtp_session *s, const char *arg, size_t len)
         return;
     }
     session_reply_lines(s, 250, "2.1.5", ptrs, k);
+}
+
+/* EXPN of a shared mailbox: its members, to its members only. */
+static void expn_shared(struct smtp_session *s, const char *box)
+{
+    if (!s->authenticated || !tables_is_member(s->env->tables, box, s->auth_user)) {
+        session_reply(s, 550, "5.7.1",
+                      "<%s> is a shared mailbox; its members are shown to its members only", box);
+        return;
+    }
+    const char *members[INFO_LINES_MAX];
+    long n = tables_shared_members(s->env->tables, box, members, INFO_LINES_MAX);
+    reply_members(s, box, members, n);
+}
+
+void info_expn(struct smtp_session *s, const char *arg, size_t len)
+{
+    char q[TABLES_ADDR_MAX + 1];
+    if (!take_name(arg, len, q, sizeof q)) {
+        session_reply(s, 501, "5.5.2", "Syntax: EXPN <list>");
+        session_bad(s);
+        return;
+    }
+    if (!session_junk(s))
+        return;
+    if (s->env->expn == SMTP_DISCLOSE_NONE) {
+        session_reply(s, 502, "5.5.1", "EXPN is disabled by policy");
+        return;
+    }
+    if (!disclosed(s, s->env->expn)) {
+        session_reply(s, 252, "2.5.2", "Cannot EXPN: members are shown to authenticated users");
+        return;
+    }
+    char box[TABLES_ADDR_MAX + 1];
+    if (full_address(s, q, box, sizeof box) && tables_is_shared(s->env->tables, box)) {
+        expn_shared(s, box);
+        return;
+    }
+    const char *members[INFO_LINES_MAX];
+    long n = tables_expn(s->env->tables, q, members, INFO_LINES_MAX);
+    if (n < 0) {
+        session_reply(s, 550, "5.1.1", "<%s>: no such mailing list here", q);
+        return;
+    }
+    reply_members(s, q, members, n);
 }

@@ -36,10 +36,13 @@ struct smtp_env {
     const char *auth_mechs; /* "PLAIN LOGIN SCRAM-SHA-256", or NULL: no AUTH */
     bool auth_cleartext_ok; /* AUTH allowed without TLS (loopback, by configuration) */
     bool check_from;        /* an authenticated user's From: header must be its own too */
+    bool sender_header;     /* mail a member sends as a shared mailbox gets Sender: <member> */
     /* Is mech one of auth_mechs? */
     bool (*auth_mech_ok)(void *ctx, const char *mech, size_t len);
     /* Is there room to accept mail (statvfs above the floor)? NULL means always. */
     bool (*storage_ok)(void *ctx);
+    /* Is mailbox (user@domain) at or over its quota? NULL means never. */
+    bool (*mailbox_full)(void *ctx, const char *mailbox);
     /* Current time, for the Received: header. NULL means 0 (tests). */
     time_t (*now)(void *ctx);
     void *ctx;

@@ -1,5 +1,6 @@
 /* The session core's private state, shared by session.c (input, dispatch, simple commands),
- * txn.c (MAIL/RCPT/DATA/BDAT and the store requests) and info.c (HELP/VRFY/EXPN). */
+ * txn.c (MAIL/RCPT/DATA/BDAT and the store requests), sendas.c (who may send as whom, Sender:)
+ * and info.c (HELP/VRFY/EXPN). */
 #ifndef TERN_SMTP_SESSION_PRIV_H
 #define TERN_SMTP_SESSION_PRIV_H
 
@@ -12,6 +13,8 @@
 #define SMTP_CHUNK 65536            /* message bytes handed to the store per APPEND */
 #define SMTP_OUT_HIGH 65536         /* stop taking input while this much output is unsent */
 #define SMTP_TXN_MAILBOXES_MAX 4096 /* mailbox entries (before dedup) in one transaction */
+#define SMTP_SMALL_EXPANSION 8      /* mailboxes a lookup tries on the stack first */
+#define SMTP_SENDER_RESERVE 400     /* chunk room kept for a Sender: field while in the header */
 
 enum smtp_state {
     ST_REFUSED, /* greeted 554: only QUIT */
@@ -75,6 +78,7 @@ struct smtp_session {
     uint64_t bdat_left;
     bool bdat_last;
     bool bdat_discard;         /* consume the chunk, then 503 */
+    bool sender_added;         /* sendas_header_end wrote a Sender: field */
     enum smtp_state bdat_prev; /* the state to return to after a discarded chunk */
 
     /* the pending request */
@@ -104,6 +108,26 @@ void txn_bdat(struct smtp_session *s, const char *arg, size_t len);
 void txn_reset(struct smtp_session *s);
 size_t txn_feed_data(struct smtp_session *s, const char *buf, size_t len);
 void txn_resume(struct smtp_session *s, const struct smtp_result *r);
+
+/* sendas.c */
+/* Resolves local@domain into small first (almost every address is one mailbox) and only when it
+ * expands further into a heap buffer, returned in *big for the caller to free. *boxes points at
+ * whichever holds the result. */
+enum tables_status txn_lookup(const struct smtp_session *s, const char *local, const char *domain,
+                              char (*small)[TABLES_ADDR_MAX + 1], char (**big)[TABLES_ADDR_MAX + 1],
+                              char (**boxes)[TABLES_ADDR_MAX + 1], size_t *n, char *fwd,
+                              size_t fwdlen);
+/* MAIL FROM: the null path or an address the authenticated user owns. */
+bool sendas_owns_sender(const struct smtp_session *s, const struct smtp_path *p);
+/* check_from: exactly one From: field, naming only addresses the user owns. */
+bool sendas_owns_from(const struct smtp_session *s);
+/* At the start of a message: ask the data scanner to stop where the header section ends. */
+void sendas_arm(struct smtp_session *s);
+/* Chunk room to keep free while a Sender: field may still be added. */
+size_t sendas_reserve(const struct smtp_session *s);
+/* At the end of the header section: add Sender: <user> to mail sent as a shared mailbox
+ * (sender_header), unless the message has its own Sender: field. */
+void sendas_header_end(struct smtp_session *s);
 
 /* auth.c */
 void auth_starttls(struct smtp_session *s, const char *arg, size_t len);

@@ -66,81 +66,9 @@ void txn_reset(struct smtp_session *s)
     s->bdat_used = false;
     s->store_failed = false;
     s->bdat_discard = false;
+    s->sender_added = false;
     if (s->state != ST_INIT && s->state != ST_REFUSED)
         s->state = ST_READY;
-}
-
-#define SMALL_EXPANSION 8
-
-/* Resolves local@domain into small first (almost every address is one mailbox) and only when it
- * expands further into a heap buffer, returned in *big for the caller to free. *boxes points at
- * whichever holds the result. */
-static enum tables_status lookup(const struct smtp_session *s, const char *local,
-                                 const char *domain, char (*small)[TABLES_ADDR_MAX + 1],
-                                 char (**big)[TABLES_ADDR_MAX + 1],
-                                 char (**boxes)[TABLES_ADDR_MAX + 1], size_t *n, char *fwd,
-                                 size_t fwdlen)
-{
-    *big = NULL;
-    *boxes = small;
-    enum tables_status st =
-        tables_resolve(s->env->tables, local, domain, small, SMALL_EXPANSION, n, fwd, fwdlen);
-    if (st != TABLES_TOO_MANY)
-        return st;
-    *big = malloc(TABLES_MAX_EXPANSION * sizeof **big);
-    if (!*big)
-        return TABLES_TOO_MANY;
-    *boxes = *big;
-    return tables_resolve(s->env->tables, local, domain, *big, TABLES_MAX_EXPANSION, n, fwd,
-                          fwdlen);
-}
-
-/* Does the authenticated user own local@domain: its own address or an alias that reaches it?
- * Promise 2: no send-as abuse. */
-static bool owns_address(const struct smtp_session *s, const char *local, const char *domain)
-{
-    if (strpbrk(local, "%!@") || domain[0] == '[') /* no routing tricks, no address literals */
-        return false;
-    char addr[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 2];
-    snprintf(addr, sizeof addr, "%s@%s", local, domain);
-    if (strcasecmp(addr, s->auth_user) == 0)
-        return true;
-    char small[SMALL_EXPANSION][TABLES_ADDR_MAX + 1];
-    char(*big)[TABLES_ADDR_MAX + 1], (*boxes)[TABLES_ADDR_MAX + 1];
-    size_t n = 0;
-    bool owned = false;
-    if (lookup(s, local, domain, small, &big, &boxes, &n, NULL, 0) == TABLES_OK)
-        for (size_t i = 0; i < n && !owned; i++)
-            owned = strcmp(boxes[i], s->auth_user) == 0;
-    free(big);
-    return owned;
-}
-
-/* The envelope sender: an owned address, or the null path (bounces). */
-static bool owns_sender(const struct smtp_session *s, const struct smtp_path *p)
-{
-    return p->null || owns_address(s, p->local, p->domain);
-}
-
-/* check_from: the message has one From: field and it names only addresses the user owns. */
-static bool owns_from_header(const struct smtp_session *s)
-{
-    const struct smtp_data *d = &s->data;
-    if (d->nfrom != 1 || d->from_overflow)
-        return false;
-    char addrs[8][HDR_ADDR_MAX + 1];
-    int n = hdr_from_addresses(d->from, d->from_len, addrs, 8);
-    if (n < 1 || n > 8)
-        return false;
-    for (int i = 0; i < n; i++) {
-        char *at = strrchr(addrs[i], '@');
-        if (!at)
-            return false;
-        *at = '\0';
-        if (!owns_address(s, addrs[i], at + 1))
-            return false;
-    }
-    return true;
 }
 
 /* MAIL FROM:<path> [params], and SEND/SOML/SAML FROM: which open the same kind of transaction. */
@@ -224,7 +152,7 @@ void txn_mail(struct smtp_session *s, enum smtp_txn_kind kind, const char *arg, 
                       (unsigned long long)s->env->max_message_size);
         return;
     }
-    if (s->authenticated && !owns_sender(s, &path)) {
+    if (s->authenticated && !sendas_owns_sender(s, &path)) {
         session_reply(s, 553, "5.7.1", "Sender address not owned by user %s", s->auth_user);
         return;
     }
@@ -282,10 +210,10 @@ static bool add_foreign(struct smtp_session *s, const char *addr)
 static enum tables_status resolve(struct smtp_session *s, const char *local, const char *domain,
                                   char *fwd, size_t fwdlen, bool *added)
 {
-    char small[SMALL_EXPANSION][TABLES_ADDR_MAX + 1];
+    char small[SMTP_SMALL_EXPANSION][TABLES_ADDR_MAX + 1];
     char(*big)[TABLES_ADDR_MAX + 1], (*boxes)[TABLES_ADDR_MAX + 1];
     size_t n = 0;
-    enum tables_status st = lookup(s, local, domain, small, &big, &boxes, &n, fwd, fwdlen);
+    enum tables_status st = txn_lookup(s, local, domain, small, &big, &boxes, &n, fwd, fwdlen);
     *added = st == TABLES_OK && add_mailboxes(s, boxes, n);
     free(big);
     return st;
@@ -387,6 +315,17 @@ void txn_rcpt(struct smtp_session *s, const char *arg, size_t len)
         session_reply(s, 452, "4.5.3", "Too many mailboxes in this message, send the rest later");
         return;
     }
+    for (size_t i = before; s->env->mailbox_full && i < s->txn.nmailboxes; i++)
+        if (s->env->mailbox_full(s->env->ctx, s->txn.mailboxes[i])) {
+            /* one full mailbox refuses the recipient: nothing is accepted and then lost */
+            /* which member of a list is full is not the sender's business */
+            session_reply(s, 552, "5.2.2", "<%s>: %s", addr,
+                          strcasecmp(addr, s->txn.mailboxes[i]) == 0
+                              ? "mailbox full"
+                              : "mailbox full (one of the mailboxes it reaches)");
+            s->txn.nmailboxes = before;
+            return;
+        }
     if (s->txn.kind == SMTP_TXN_SEND) {
         /* Terminal delivery does not exist yet: no user has a live terminal. */
         s->txn.nmailboxes = before;
@@ -446,6 +385,8 @@ static void open_message(struct smtp_session *s, bool bdat)
             memmove(s->txn.mailboxes[w++], s->txn.mailboxes[i], sizeof *s->txn.mailboxes);
     s->txn.nmailboxes = w;
     smtp_data_init(&s->data, bdat, s->env->max_message_size);
+    s->sender_added = false;
+    sendas_arm(s);
     s->store_failed = false;
     s->chunk_len = 0;
     if (!s->chunk && !(s->chunk = malloc(SMTP_CHUNK))) {
@@ -551,6 +492,8 @@ static void fail_reply(struct smtp_session *s, const struct smtp_result *r)
 /* The end of a message (text or last chunk): flush, then commit or abort. */
 static void finish_message(struct smtp_session *s)
 {
+    if (s->data.in_header && s->data.line_len == 0)
+        sendas_header_end(s); /* a message that is all header: the field goes at its end */
     if (!s->store_failed && !smtp_data_failed(&s->data) && s->chunk_len > 0) {
         session_request(s, SMTP_REQ_STORE_APPEND, AFTER_FINISH);
         return;
@@ -577,7 +520,7 @@ static void finish_message(struct smtp_session *s)
             f->code = 554;
             snprintf(f->enh, sizeof f->enh, "5.6.0");
             snprintf(f->text, sizeof f->text, "Line longer than 1000 octets (RFC 5321 4.5.3.1.6)");
-        } else if (s->env->check_from && s->authenticated && !owns_from_header(s)) {
+        } else if (s->env->check_from && s->authenticated && !sendas_owns_from(s)) {
             f->code = 553;
             snprintf(f->enh, sizeof f->enh, "5.7.1");
             snprintf(f->text, sizeof f->text,
@@ -632,11 +575,16 @@ size_t txn_feed_data(struct smtp_session *s, const char *buf, size_t len)
     }
     size_t avail = s->state == ST_BDAT && s->bdat_left < len ? (size_t)s->bdat_left : len;
     size_t out = 0;
+    size_t room = SMTP_CHUNK - s->chunk_len, reserve = sendas_reserve(s);
     size_t used = smtp_data_feed(&s->data, buf, avail, s->chunk + s->chunk_len,
-                                 SMTP_CHUNK - s->chunk_len, &out);
+                                 room > reserve ? room - reserve : 0, &out);
     if (s->store_failed)
         out = 0; /* the store has given up: read to the end, keep nothing */
     s->chunk_len += out;
+    if (s->data.header_end) {
+        s->data.header_end = false;
+        sendas_header_end(s);
+    }
     if (s->state == ST_BDAT)
         s->bdat_left -= used;
     bool ended = s->state == ST_DATA ? s->data.done : s->bdat_left == 0;
@@ -647,7 +595,7 @@ size_t txn_feed_data(struct smtp_session *s, const char *buf, size_t len)
         } else {
             end_chunk(s);
         }
-    } else if (SMTP_CHUNK - s->chunk_len < 2) {
+    } else if (SMTP_CHUNK - s->chunk_len < 2 + sendas_reserve(s)) {
         if (s->store_failed || smtp_data_failed(&s->data))
             s->chunk_len = 0;
         else

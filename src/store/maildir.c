@@ -158,6 +158,17 @@ static int make_maildir(const char *data_dir, const char *box, bool *created, ch
     return 0;
 }
 
+int maildir_make(const char *data_dir, const char *mailbox, char *out, size_t outlen, char *err,
+                 size_t errlen)
+{
+    bool created = false;
+    if (maildir_path(data_dir, mailbox, out, outlen) != 0) {
+        err_set(err, errlen, "maildir: %s is not a mailbox name that fits a path", mailbox);
+        return -1;
+    }
+    return make_maildir(data_dir, out, &created, err, errlen);
+}
+
 /* Appends host to out with the characters that would break a Maildir name escaped as \ooo:
  * '/' and ':' (the spec), ',' (Maildir++ fields), '\' and non-printables. Stops rather than
  * split an escape when out is full; uniqueness rests on time, pid and counter anyway. */

@@ -38,4 +38,9 @@ size_t maildir_size(const struct maildir_msg *m);
 /* Maildir path for "user@domain" under data_dir: DATA_DIR/mail/DOMAIN/USER. */
 int maildir_path(const char *data_dir, const char *mailbox, char *out, size_t outlen);
 
+/* Creates (if needed) the Maildir of "user@domain" with tmp/ new/ cur/, its path in out. 0, or
+ * -1 with a reason. */
+int maildir_make(const char *data_dir, const char *mailbox, char *out, size_t outlen, char *err,
+                 size_t errlen);
+
 #endif

@@ -22,9 +22,9 @@ class Servers:
         self.started: list[Ternd] = []
 
     def __call__(self, config=None, users=None, aliases=None, env=None, start=True,
-                 name="ternd", tls=False, smtps=False) -> Ternd:
+                 name="ternd", tls=False, smtps=False, mailboxes=None) -> Ternd:
         t = Ternd(config=config, users=users, aliases=aliases, env=env, name=name, tls=tls,
-                  smtps=smtps)
+                  smtps=smtps, mailboxes=mailboxes)
         self.started.append(t)
         if start:
             t.start()
@@ -51,8 +51,9 @@ class Servers:
 @pytest.fixture
 def ternd_factory():
     """make(config={"section.key": value}, users=[...], aliases=[...], tls=False,
-    smtps=False) -> a started Ternd. tls: a self-signed certificate in [tls]; smtps: that and
-    an implicit-TLS listener (Ternd.smtps_port)."""
+    smtps=False, mailboxes=None) -> a started Ternd. tls: a self-signed certificate in [tls];
+    smtps: that and an implicit-TLS listener (Ternd.smtps_port); mailboxes: lines of the shared
+    mailboxes file (DATA_DIR/mailboxes, named in [server])."""
     s = Servers()
     yield s
     s.finish()

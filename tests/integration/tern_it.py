@@ -206,7 +206,7 @@ class Ternd:
     (value None drops the key)."""
 
     def __init__(self, config=None, users=None, aliases=None, env=None, name="ternd",
-                 tls=False, smtps=False):
+                 tls=False, smtps=False, mailboxes=None):
         self.binary = ternd_binary()
         self.run_user = ensure_run_user()
         self.root = Path(tempfile.mkdtemp(prefix="tern-it-", dir="/tmp"))
@@ -220,6 +220,9 @@ class Ternd:
         self.smtps_port = free_port() if smtps else None
         self.users = list(DEFAULT_USERS if users is None else users)
         self.aliases = list(DEFAULT_ALIASES if aliases is None else aliases)
+        # shared mailboxes ("team@example.org: alice@example.org, bob@example.org"): written
+        # to DATA_DIR/mailboxes and named in [server] only when given
+        self.mailboxes = None if mailboxes is None else list(mailboxes)
         self.sections = {
             "server": {"hostname": HOSTNAME, "data_dir": str(self.data_dir),
                        "user": self.run_user, "domains": "example.org, example.net",
@@ -233,6 +236,8 @@ class Ternd:
                        "min_free_space": "0"},
             "policy": {"vrfy": "authenticated", "expn": "authenticated"},
         }
+        if self.mailboxes is not None:
+            self.sections["server"]["mailboxes"] = "mailboxes"
         if tls or smtps:  # [tls]: a self-signed certificate, made by write_files
             self.sections["tls"] = {"cert": "tls/cert.pem", "key": "tls/key.pem"}
         if smtps:
@@ -284,6 +289,8 @@ class Ternd:
         self._write(self.conf_path, self.config_text())
         self._write(self.data_dir / "users", users_text(self.users))
         self._write(self.data_dir / "aliases", "".join(a + "\n" for a in self.aliases))
+        if self.mailboxes is not None:
+            self._write(self.data_dir / "mailboxes", "".join(m + "\n" for m in self.mailboxes))
         self.chown()
 
     def chown(self):
