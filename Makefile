@@ -5,7 +5,8 @@
 #   make run             install deps, build, create ./var if absent, run ternd in the foreground
 #   make check           install deps, build (gcc + clang), unit, integration, ASan/UBSan, fuzz smoke
 #   make bench           tern beside Postfix and OpenSMTPD (../shared/bench): delivery, then
-#                        STARTTLS handshakes/s and AUTH PLAIN/s beside Postfix + Dovecot SASL
+#                        STARTTLS handshakes/s and AUTH PLAIN/s beside Postfix + Dovecot SASL,
+#                        then one shared Maildir beside eight distinct ones
 #   make fuzz            build the libFuzzer harnesses (clang) into build/fuzz/
 #   make format          reformat with clang-format; make format-check only checks
 
@@ -86,6 +87,7 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh
 	@bench/tls-auth.sh
+	@bench/shared.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

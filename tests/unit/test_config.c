@@ -382,7 +382,7 @@ static void test_conf_errors_all_reported(void **state)
     assert_error(e, p, 6, "workers is already set on line 5; keep only one");
     assert_error(e, p, 7,
                  "unknown key 'frobnicate' in [server]; valid keys there are hostname, "
-                 "data_dir, user, users, aliases, domains, workers");
+                 "data_dir, user, users, aliases, mailboxes, domains, workers");
     assert_error(e, p, 10,
                  "submission = 127.0.0.1:2525: 127.0.0.1:2525 is already used by "
                  "another listener; give each its own port");

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# make bench, part 3: deliveries into ONE shared Maildir from 8 concurrent sessions, beside
+# deliveries into 8 DISTINCT Maildirs from 8 sessions (one each), same ternd, same run. Shows
+# what sharing a Maildir costs (contention on one new/ directory and its fsync). Each mode runs
+# 8 smtp-source processes of one session each, MESSAGES messages of SIZE_KB; every message is
+# counted on disk afterwards. Arguments: [messages_per_session=500] [size_kb=4] [repeat=3].
+# Output: one RESULT line per run and the median ratio shared/distinct.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MSGS=${1:-500}
+SIZE=${2:-4}
+REPEAT=${3:-3}
+command -v smtp-source >/dev/null || { echo "bench: needs smtp-source (run bench/run.sh once, it installs postfix)" >&2; exit 1; }
+id tern >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin tern
+
+DIR=${TERN_BENCH_DIR:-/tmp/tern-bench-shared}
+rm -rf "$DIR"; mkdir -p "$DIR"
+PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$DIR/tern.conf" <<CONF
+[server]
+hostname = bench.tern.test
+data_dir = .
+user = tern
+domains = example.test
+workers = ${TERN_WORKERS:-4}
+[listen]
+smtp = 127.0.0.1:$PORT
+[limits]
+connections_per_ip = 2000
+min_free_space = 0
+CONF
+: >"$DIR/users"
+for k in 0 1 2 3 4 5 6 7; do echo "u$k@example.test:{CRYPT}*::::Bench user $k:::" >>"$DIR/users"; done
+echo 'postmaster: u0@example.test' >"$DIR/aliases"
+echo 'team@example.test: u0, u1, u2, u3, u4, u5, u6, u7' >"$DIR/mailboxes"
+chown -R tern "$DIR"
+build/ternd -c "$DIR/tern.conf" 2>"$DIR/ternd.log" &
+TPID=$!
+trap 'kill -TERM $TPID 2>/dev/null; wait $TPID 2>/dev/null || true' EXIT
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+
+count() { find "$DIR/mail/example.test" -path '*/new/*' -type f | wc -l; }
+
+# run MODE: 8 single-session smtp-source processes; prints the rate in messages/s
+run() {
+  local mode=$1 before after start end
+  before=$(count)
+  start=$(date +%s.%N)
+  for k in 0 1 2 3 4 5 6 7; do
+    to=team@example.test; [ "$mode" = distinct ] && to=u$k@example.test
+    smtp-source -s 1 -m "$MSGS" -l $((SIZE * 1024)) -f bench@client.test -t "$to" \
+      127.0.0.1:"$PORT" >/dev/null &
+  done
+  wait # run is called in $( ): a subshell whose only children are these 8
+  end=$(date +%s.%N)
+  after=$(count)
+  local n=$((after - before)) want=$((8 * MSGS))
+  [ "$n" -eq "$want" ] || { echo "bench: $mode: $n messages on disk, expected $want" >&2; exit 1; }
+  /usr/bin/python3 -c "print(f'{$n/($end-$start):.0f}')"
+}
+
+echo "== shared Maildir vs distinct Maildirs: 8 sessions x $MSGS messages x ${SIZE} KiB"
+ratios=()
+for r in $(seq "$REPEAT"); do
+  s=$(run shared)
+  d=$(run distinct)
+  ratio=$(/usr/bin/python3 -c "print(f'{$s/$d:.2f}')")
+  ratios+=("$ratio")
+  echo "RESULT run=$r shared_msg_s=$s distinct_msg_s=$d shared_over_distinct=$ratio"
+done
+/usr/bin/python3 -c "import statistics, sys
+print('RESULT median shared_over_distinct=%.2f' % statistics.median(map(float, sys.argv[1:])))" "${ratios[@]}"
