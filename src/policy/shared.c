@@ -62,6 +62,12 @@ int tables_add_shared(struct tables *t, const char *origin, const char *addr,
         err_set(err, errlen, "shared mailbox %s has no members; list at least one user", u.addr);
         return -1;
     }
+    const struct tables_user *old = tables_user(t, u.addr);
+    if (old) {
+        err_set(err, errlen, "shared mailbox %s is %s; rename one of the two", u.addr,
+                old->shared ? "listed twice" : "also a user");
+        return -1;
+    }
     u.shared = true;
     u.locked = true; /* it has no password; nobody logs in as it */
     u.quota = quota;

@@ -524,6 +524,89 @@ static void test_catchall(void **state)
     tables_free(t);
 }
 
+/* Shared mailboxes: stored like a user, members through aliases, checked by tables_finish. */
+static int add_shared(struct tables *t, const char *addr, uint64_t quota, char *err, size_t n,
+                      const char *m1, const char *m2)
+{
+    const char *m[2] = {m1, m2};
+    return tables_add_shared(t, "mailboxes:1", addr, m, m2 ? 2 : 1, quota, err, n);
+}
+
+static void test_shared(void **state)
+{
+    (void)state;
+    struct tables *t = two_domains();
+    char err[2048] = "";
+    add_user(t, "alice@example.org", "Alice", "");
+    add_user(t, "bob@example.org", "Bob", "");
+    add_user(t, "carol@example.org", "Carol", "");
+    add_user(t, "gone@example.org", "", "x@elsewhere.test");
+    add_alias(t, "postmaster", "alice");
+    add_alias(t, "devs", "bob", "gone", "team");
+    assert_int_equal(add_shared(t, "Team@Example.org", 1000, err, sizeof(err), "alice", "devs"), 0);
+    assert_int_equal(tables_finish(t, err, sizeof(err)), 0);
+    /* delivered to its own Maildir, once, even through an alias that names it */
+    size_t n = 0;
+    assert_int_equal(resolve(t, "team", "example.org", 8, &n), TABLES_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(mb[0], "team@example.org");
+    assert_int_equal(resolve(t, "devs", "example.org", 8, &n), TABLES_OK);
+    assert_int_equal(n, 2); /* bob and the team mailbox; gone has moved */
+    const struct tables_user *u = tables_user(t, "TEAM@example.org");
+    assert_non_null(u);
+    assert_true(u->shared && u->locked);
+    assert_int_equal(u->quota, 1000);
+    assert_string_equal(u->password, "");
+    assert_true(tables_is_shared(t, "team@EXAMPLE.org"));
+    assert_false(tables_is_shared(t, "alice@example.org"));
+    assert_true(tables_is_member(t, "team@example.org", "Alice@example.org"));
+    assert_true(tables_is_member(t, "team@example.org", "bob@example.org")); /* via devs */
+    assert_false(tables_is_member(t, "team@example.org", "carol@example.org"));
+    assert_false(tables_is_member(t, "team@example.org", "gone@example.org"));
+    assert_false(tables_is_member(t, "team@example.org", "team@example.org"));
+    assert_false(tables_is_member(t, "alice@example.org", "alice@example.org"));
+    const char *out[4];
+    assert_int_equal(tables_shared_members(t, "team@example.org", out, 4), 2);
+    assert_string_equal(out[0], "alice@example.org");
+    assert_string_equal(out[1], "devs@example.org");
+    assert_int_equal(tables_shared_users(t, "team@example.org", out, 4), 2);
+    assert_string_equal(out[0], "alice@example.org");
+    assert_string_equal(out[1], "bob@example.org");
+    assert_int_equal(tables_shared_members(t, "devs@example.org", out, 4), -1);
+    assert_int_equal(tables_nshared(t), 1);
+    assert_string_equal(tables_shared_at(t, 0), "team@example.org");
+    assert_null(tables_shared_at(t, 1));
+    tables_free(t);
+}
+
+static void test_shared_errors(void **state)
+{
+    (void)state;
+    struct tables *t = two_domains();
+    char err[2048] = "";
+    add_user(t, "alice@example.org", "Alice", "");
+    add_user(t, "gone@example.org", "", "x@elsewhere.test");
+    add_alias(t, "postmaster", "alice");
+    assert_int_equal(add_shared(t, "alice@example.org", 0, err, sizeof(err), "alice", NULL), -1);
+    assert_non_null(strstr(err, "shared mailbox alice@example.org is also a user"));
+    add_alias(t, "ops@example.org", "alice");
+    assert_int_equal(add_shared(t, "ops@example.org", 0, err, sizeof(err), "alice", NULL), -1);
+    assert_non_null(strstr(err, "is also an alias"));
+    assert_int_equal(add_shared(t, "x@other.test", 0, err, sizeof(err), "alice", NULL), -1);
+    assert_non_null(strstr(err, "not one of the local domains"));
+    assert_int_equal(tables_add_shared(t, NULL, "y@example.org", NULL, 0, 0, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "has no members"));
+    assert_int_equal(add_shared(t, "a@example.org", 0, err, sizeof(err), "nobody", NULL), 0);
+    assert_int_equal(add_shared(t, "b@example.org", 0, err, sizeof(err), "a", NULL), 0);
+    assert_int_equal(add_shared(t, "c@example.org", 0, err, sizeof(err), "gone", NULL), 0);
+    assert_int_equal(tables_finish(t, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "mailboxes:1: shared mailbox a@example.org: member "
+                                "nobody@example.org is not a local user or alias"));
+    assert_non_null(strstr(err, "member a@example.org is itself a shared mailbox"));
+    assert_non_null(strstr(err, "shared mailbox c@example.org: no member reaches a user"));
+    tables_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -547,6 +630,8 @@ int main(void)
         cmocka_unit_test(test_finish_truncates),
         cmocka_unit_test(test_many_users),
         cmocka_unit_test(test_catchall),
+        cmocka_unit_test(test_shared),
+        cmocka_unit_test(test_shared_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
