@@ -84,10 +84,13 @@ static void put(struct smtp_data *d, char c, char *out, size_t *o)
  * asked to stop? Then the stop is taken (once). */
 static bool header_stop(struct smtp_data *d, char c)
 {
-    if (!d->stop_at_header_end || c != '\r' || !d->in_header || d->line_len != 0)
+    /* BDAT is stored as sent and may end its lines with a bare LF: then LF LF ends the header */
+    if (!d->stop_at_header_end || (c != '\r' && !(d->raw && c == '\n')) || !d->in_header ||
+        d->line_len != 0)
         return false;
     d->stop_at_header_end = false;
     d->header_end = true;
+    d->header_end_lf = c == '\n';
     return true;
 }
 

@@ -40,6 +40,7 @@ struct smtp_data {
      * the scan then sets header_end and returns. Disarmed once it has fired. */
     bool stop_at_header_end;
     bool header_end;
+    bool header_end_lf; /* the empty line is a bare LF (BDAT): fields there end in LF too */
 };
 
 /* Starts a message; raw for BDAT. The size count goes on across BDAT chunks. */

@@ -84,16 +84,39 @@ bool sendas_owns_from(const struct smtp_session *s)
     return true;
 }
 
+/* Does addr name a shared mailbox, itself or through an alias that reaches one? */
+static bool names_shared(const struct smtp_session *s, const char *addr)
+{
+    const struct tables *t = s->env->tables;
+    if (tables_is_shared(t, addr))
+        return true;
+    char local[SMTP_LOCAL_MAX + 1];
+    const char *at = strrchr(addr, '@');
+    if (!at || (size_t)(at - addr) > SMTP_LOCAL_MAX)
+        return false;
+    memcpy(local, addr, (size_t)(at - addr));
+    local[at - addr] = '\0';
+    char small[SMTP_SMALL_EXPANSION][TABLES_ADDR_MAX + 1];
+    char(*big)[TABLES_ADDR_MAX + 1], (*boxes)[TABLES_ADDR_MAX + 1];
+    size_t n = 0;
+    bool shared = false;
+    if (!strpbrk(local, "%!@") &&
+        txn_lookup(s, local, at + 1, small, &big, &boxes, &n, NULL, 0) == TABLES_OK)
+        for (size_t i = 0; i < n && !shared; i++)
+            shared = tables_is_shared(t, boxes[i]);
+    free(big);
+    return shared;
+}
+
 /* Is the message written as a shared mailbox: its envelope sender or an author in From:? */
 static bool as_shared(const struct smtp_session *s)
 {
-    const struct tables *t = s->env->tables;
-    if (s->txn.from[0] && tables_is_shared(t, s->txn.from))
+    if (s->txn.from[0] && names_shared(s, s->txn.from))
         return true;
     char addrs[8][HDR_ADDR_MAX + 1];
     int n = from_addresses(s, addrs, 8);
     for (int i = 0; i < n; i++)
-        if (tables_is_shared(t, addrs[i]))
+        if (names_shared(s, addrs[i]))
             return true;
     return false;
 }
@@ -116,7 +139,8 @@ void sendas_header_end(struct smtp_session *s)
         smtp_data_failed(&s->data) || s->store_failed || !as_shared(s))
         return;
     char field[SMTP_SENDER_RESERVE];
-    int n = snprintf(field, sizeof field, "Sender: %s\r\n", s->auth_user);
+    int n = snprintf(field, sizeof field, "Sender: %s%s", s->auth_user,
+                     s->data.header_end_lf ? "\n" : "\r\n");
     if (n <= 0 || (size_t)n >= sizeof field || SMTP_CHUNK - s->chunk_len < (size_t)n)
         return; /* cannot happen: sendas_reserve kept the room */
     memcpy(s->chunk + s->chunk_len, field, (size_t)n);
