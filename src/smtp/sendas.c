@@ -97,7 +97,7 @@ static bool names_shared(const struct smtp_session *s, const char *addr)
     memcpy(local, addr, (size_t)(at - addr));
     local[at - addr] = '\0';
     char small[SMTP_SMALL_EXPANSION][TABLES_ADDR_MAX + 1];
-    char(*big)[TABLES_ADDR_MAX + 1], (*boxes)[TABLES_ADDR_MAX + 1];
+    char(*big)[TABLES_ADDR_MAX + 1] = NULL, (*boxes)[TABLES_ADDR_MAX + 1];
     size_t n = 0;
     bool shared = false;
     if (!strpbrk(local, "%!@") &&

@@ -1,7 +1,7 @@
 /* libFuzzer harness for the SMTP session core: arbitrary client bytes, split at points the input
  * chooses, with a store that fails when the input says so. Every reply must be a well-formed
  * SMTP reply line, a request must never come twice without a resume, and nothing may crash or
- * leak. */
+ * leak. The tables hold a shared mailbox, so send-as, Sender: insertion and quotas are reached. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +17,15 @@ static bool mech_ok(void *ctx, const char *mech, size_t len)
            (len == 5 && memcmp(mech, "LOGIN", 5) == 0);
 }
 
+static uint8_t full_flags;
+
+/* The shared mailbox is full in the runs whose flags say the APPEND fails too. */
+static bool mailbox_full(void *ctx, const char *box)
+{
+    (void)ctx;
+    return (full_flags & 2) && strcmp(box, "sales@example.org") == 0;
+}
+
 static struct tables *make_tables(void)
 {
     char err[512];
@@ -29,6 +38,8 @@ static struct tables *make_tables(void)
     const char *pm[] = {"alice"};
     tables_add_alias(t, "postmaster", pm, 1, err, sizeof err);
     tables_add_alias(t, "team@example.org", pm, 1, err, sizeof err);
+    const char *sales[] = {"alice", "team"};
+    tables_add_shared(t, NULL, "sales@example.org", sales, 2, 0, err, sizeof err);
     tables_finish(t, err, sizeof err);
     return t;
 }
@@ -123,7 +134,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .auth_mechs = "PLAIN LOGIN",
         .auth_cleartext_ok = flags & 0x10,
         .auth_mech_ok = mech_ok,
+        .check_from = true,
+        .sender_header = true,
+        .mailbox_full = mailbox_full,
     };
+    full_flags = flags;
     struct smtp_session *s = smtp_session_new(&env);
     size_t chunk = step ? step : 1, off = 0;
     serve(s, flags);
