@@ -14,9 +14,10 @@ struct command {
 
 static const struct command commands[] = {
     {"config", cli_config, "check the configuration (tern config check [FILE])"},
-    {"init", cli_init, "create a data folder: tern.conf, a first user, aliases"},
+    {"init", cli_init, "create a data folder: tern.conf, a first user, aliases, mailboxes"},
     {"user", cli_user, "add, remove, lock or list users; set passwords"},
     {"queue", cli_queue, "list the outbound queue (tern queue list [--json])"},
+    {"mailbox", cli_mailbox, "shared mailboxes and quotas; list, show and check any mailbox"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -69,6 +69,7 @@ void userfile_from_conf(struct userfile *uf, const struct conf *c)
 {
     uf->path = c->users_file;
     uf->aliases_path = c->aliases_file;
+    uf->mailboxes_path = c->mailboxes_file;
     uf->tables = c->tables;
     uf->lock_timeout_ms = USERFILE_LOCK_TIMEOUT_MS;
 }
@@ -512,8 +513,8 @@ static void replace_all(char *dst, size_t cap, const char *s, const char *from, 
     dst[n] = '\0';
 }
 
-/* Loads the would-be users file tmp with the aliases, as conf_load would: 0 if ternd would take
- * it, else -1 with the loader's reasons, naming path instead of tmp. */
+/* Loads the would-be users file tmp with the aliases and shared mailboxes, as conf_load would:
+ * 0 if ternd would take it, else -1 with the loader's reasons, naming path instead of tmp. */
 static int validate(const struct userfile *uf, const char *tmp, const char *path,
                     struct userfile_err *e)
 {
@@ -531,6 +532,10 @@ static int validate(const struct userfile *uf, const char *tmp, const char *path
     conf_load_users(t, tmp, &ce);
     if (uf->aliases_path)
         conf_load_aliases(t, uf->aliases_path, &ce, &nlines);
+    /* A shared mailbox's members must stay users: optional file, as conf_load reads it. */
+    struct stat mst;
+    if (uf->mailboxes_path && stat(uf->mailboxes_path, &mst) == 0)
+        conf_load_mailboxes(t, uf->mailboxes_path, &ce, &nlines);
     int r = 0;
     if (ce.n > 0)
         r = -1;

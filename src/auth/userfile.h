@@ -19,6 +19,7 @@
 struct userfile {
     const char *path;            /* the users file */
     const char *aliases_path;    /* read to check the result (postmaster, alias members) */
+    const char *mailboxes_path;  /* read too when it exists (shared mailboxes' members) */
     const struct tables *tables; /* the local domains and the aliases, from conf_load */
     int lock_timeout_ms;
 };

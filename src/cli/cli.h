@@ -6,10 +6,11 @@
 
 #include <stddef.h>
 
-int cli_config(int argc, char **argv); /* tern config check [FILE] */
-int cli_init(int argc, char **argv);   /* tern init [DIR] [options] */
-int cli_user(int argc, char **argv);   /* tern user add|passwd|del|lock|unlock|list ... */
-int cli_queue(int argc, char **argv);  /* tern queue list [-c CONFIG] [--json] */
+int cli_config(int argc, char **argv);  /* tern config check [FILE] */
+int cli_init(int argc, char **argv);    /* tern init [DIR] [options] */
+int cli_user(int argc, char **argv);    /* tern user add|passwd|del|lock|unlock|list ... */
+int cli_queue(int argc, char **argv);   /* tern queue list [-c CONFIG] [--json] */
+int cli_mailbox(int argc, char **argv); /* tern mailbox add|del|members|...|list|show|check */
 
 /* Is s one of -h, --help? */
 int cli_is_help(const char *s);

@@ -1,8 +1,8 @@
 /* `tern init`: makes a data folder that ternd can start from: a documented tern.conf listening
  * on loopback, a users file with one first user whose random password is shown once and stored
- * only as a yescrypt hash, and an aliases file so postmaster and abuse reach that user. It never
- * overwrites: each file is written to a temporary name, synced, and linked into place only if
- * the name is still free. */
+ * only as a yescrypt hash, an aliases file so postmaster and abuse reach that user, and an empty
+ * shared mailboxes file that says what goes in it. It never overwrites: each file is written to a
+ * temporary name, synced, and linked into place only if the name is still free. */
 #include "cli/cli.h"
 
 #include <errno.h>
@@ -21,6 +21,7 @@
 #include "auth/passwd.h"
 #include "auth/userfile.h"
 #include "conf/config.h"
+#include "conf/mboxfile.h"
 
 #define PASSWORD_LEN 16
 
@@ -32,6 +33,8 @@ static const char usage[] =
     "  DIR/tern.conf  listeners on 127.0.0.1, the domain, this host's name\n"
     "  DIR/users      one first user, LOCAL@D, with a random password printed once\n"
     "  DIR/aliases    postmaster and abuse, both to that user\n"
+    "  DIR/mailboxes  no shared mailboxes yet, only a comment on the format\n"
+    "                 (tern mailbox add makes them)\n"
     "Existing files are left alone; the command says which it created.\n"
     "\n"
     "  --domain D          the mail domain (default example.org)\n"
@@ -291,7 +294,7 @@ static int make_conf(const struct init_opts *o, char *buf, size_t n)
         buf, n,
         "# tern.conf, written by `tern init` on %s. Every key is described in tern.conf(5);\n"
         "# check changes with `tern config check FILE`. Relative paths are relative to the\n"
-        "# folder of this file (users and aliases: to data_dir).\n"
+        "# folder of this file (users, aliases and mailboxes: to data_dir).\n"
         "\n"
         "[server]\n"
         "hostname = %s\n"
@@ -300,6 +303,7 @@ static int make_conf(const struct init_opts *o, char *buf, size_t n)
         "domains = %s    ; the first is the primary domain; more: comma and/or space separated\n"
         "# users = users             ; passwd-file: user@domain:{CRYPT}hash:::Full Name:::\n"
         "# aliases = aliases         ; name: member, member\n"
+        "# mailboxes = mailboxes     ; shared: team@domain: member, member [quota=SIZE]\n"
         "# workers = 4\n"
         "\n"
         "[listen]\n"
@@ -440,6 +444,11 @@ int cli_init(int argc, char **argv)
     if (r < 0)
         goto fail;
     report(r, o.dir, "aliases", "");
+
+    r = write_new(o.dir, "mailboxes", MBOXFILE_HEADER, 0640, err, sizeof(err));
+    if (r < 0)
+        goto fail;
+    report(r, o.dir, "mailboxes", "");
 
     if (password[0]) {
         printf("\npassword for %s@%s: %s\n", o.local, o.domain, password);

@@ -138,7 +138,7 @@ static void users_line(struct tables *t, const char *path, int line, char *s, st
                 if (conf_parse_size(tok + 28, &u.quota) < 0) {
                     conf_error(e, path, line,
                                "%s of %s is not a size; write "
-                               "userdb_quota_rule=*:storage=500M (k, M, G or T)",
+                               "userdb_quota_rule=*:storage=500M (k, M or G)",
                                tok, u.addr);
                     return;
                 }
@@ -199,7 +199,7 @@ static const char **entry_members(const char *path, int line, const char *name, 
         if (quota && strncasecmp(tok, "quota=", 6) == 0) {
             if (conf_parse_size(tok + 6, quota) < 0) {
                 conf_error(e, path, line,
-                           "%s %s: %s is not a size; write quota=500M (k, M, G or T), or "
+                           "%s %s: %s is not a size; write quota=500M (k, M or G), or "
                            "quota=0 for none",
                            what, name, tok);
                 *bad = true;

@@ -13,10 +13,11 @@
 #include "policy/tables.h"
 
 #define ACL_FILE "dovecot-acl"
-/* lookup, read, seen, write flags, write deleted, insert, post, expunge, create children: all a
- * member needs to work in the mailbox, but not `a` (changing the ACL: tern's file decides) nor
- * `x` (deleting the mailbox). */
-#define ACL_MEMBER_RIGHTS "lrwstipek"
+/* lookup, read, seen, write flags, write deleted, insert, post, expunge: all a member needs to
+ * work in the mailbox, but not `a` (changing the ACL: tern's file decides), `x` (deleting the
+ * mailbox) nor `k` (subfolders: Dovecot would make them outside the Maildir++ layout that tern's
+ * quota and `tern mailbox` read). */
+#define ACL_MEMBER_RIGHTS "lrwstipe"
 
 /* Makes every shared mailbox's Maildir (if missing) and its dovecot-acl; removes dovecot-acl
  * from Maildirs under DATA_DIR/mail that are not shared mailboxes any more. Files and folders

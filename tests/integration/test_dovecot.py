@@ -516,13 +516,16 @@ def test_non_member_cannot_see_the_shared_mailbox(env):
 
 
 @dovecot_log_on_failure
-def test_members_cannot_delete_the_shared_mailbox(env):
+def test_members_cannot_delete_the_shared_mailbox_or_add_folders(env):
     env.require_team()
     alice = env.imap("alice@example.org")
     typ, data = alice._simple_command("DELETE", quoted(SHARED))
     assert typ == "NO", f"alice deleted {SHARED}: {data}"
     typ, data = alice._simple_command("RENAME", quoted(SHARED), quoted("Shared/example.org/x"))
     assert typ == "NO", f"alice renamed {SHARED}: {data}"
+    # no subfolders either: Dovecot would make them outside the Maildir++ layout tern reads
+    typ, data = alice._simple_command("CREATE", quoted(SHARED + "/Sub"))
+    assert typ == "NO", f"alice created a folder under {SHARED}: {data}"
     assert select(alice, SHARED, readonly=True) == 1
     alice.logout()
 
