@@ -145,8 +145,10 @@ int main(int argc, char **argv)
         conf_unref(c);
         return EX_CONFIG;
     }
-    log_info("ternd starting: %s, %zu domains, %zu users, data in %s", c->hostname,
-             tables_ndomains(c->tables), tables_nusers(c->tables), c->data_dir);
+    log_info("ternd starting: %s, %zu domains, %zu users, %zu shared mailboxes, data in %s",
+             c->hostname, tables_ndomains(c->tables),
+             tables_nusers(c->tables) - tables_nshared(c->tables), tables_nshared(c->tables),
+             c->data_dir);
     if (server_run(c, fds, err, sizeof err) != 0) {
         fprintf(stderr, "ternd: %s\n", err);
         return EX_SOFTWARE;

@@ -61,9 +61,10 @@ static int config_check(int argc, char **argv)
         free(err);
         return EX_CONFIG;
     }
-    printf("%s: ok (%zu domains, %zu users, %zu aliases, %zu listeners)\n", file,
-           tables_ndomains(c->tables), tables_nusers(c->tables), tables_naliases(c->tables),
-           c->nlisteners);
+    size_t nshared = tables_nshared(c->tables);
+    printf("%s: ok (%zu domains, %zu users, %zu aliases, %zu shared mailboxes, %zu listeners)\n",
+           file, tables_ndomains(c->tables), tables_nusers(c->tables) - nshared,
+           tables_naliases(c->tables), nshared, c->nlisteners);
     conf_unref(c);
     free(err);
     return 0;

@@ -137,7 +137,8 @@ static void reload(struct server *srv, const char *why)
     srv->conf = c; /* new connections see it; open ones keep the configuration they began with */
     stamp_files(c, srv->stamps);
     sync_acls(c);
-    log_info("reloaded %s: %zu users%s", c->path, tables_nusers(c->tables),
+    log_info("reloaded %s: %zu users, %zu shared mailboxes%s", c->path,
+             tables_nusers(c->tables) - tables_nshared(c->tables), tables_nshared(c->tables),
              ctx ? ", certificate reloaded" : "");
 }
 
