@@ -1,13 +1,13 @@
 /* Edits of the users file (Dovecot passwd-file) while ternd may be reading it and other admins
  * may be editing it: each edit takes users.lock beside the file, rewrites one line into a
  * temporary file with the same mode and owner, checks that the result still loads the way
- * ternd would load it, and renames it into place. Every other line stays byte for byte. */
+ * ternd would load it, and renames it into place (util/editfile does the file side). Every
+ * other line stays byte for byte. */
 #ifndef TERN_AUTH_USERFILE_H
 #define TERN_AUTH_USERFILE_H
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <sys/types.h>
 
 #include "conf/config.h"
 #include "policy/tables.h"
@@ -60,14 +60,5 @@ int userfile_unlock(const struct userfile *uf, const char *addr, bool *changed,
  * malloc'd (free() it), *n its length. The password fields come along: wipe before freeing. */
 int userfile_list(const struct userfile *uf, struct tables_user **users, size_t *n,
                   struct userfile_err *e);
-
-/* Shared with `tern init`, which writes the first users file. Writes len bytes to a new file
- * DIR/.NAME.XXXXXX with mode, and owner uid/gid unless uid is (uid_t)-1, flushed to disk; its
- * path goes to tmp. 0, or -1 with a reason (nothing left behind). */
-int userfile_write_temp(const char *dir, const char *name, const void *content, size_t len,
-                        mode_t mode, uid_t uid, gid_t gid, char *tmp, size_t tmplen, char *err,
-                        size_t errlen);
-/* Flushes a folder, so that a name just linked or renamed into it survives a crash. */
-int userfile_sync_dir(const char *dir);
 
 #endif

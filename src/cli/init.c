@@ -19,9 +19,9 @@
 #include <fcntl.h>
 
 #include "auth/passwd.h"
-#include "auth/userfile.h"
 #include "conf/config.h"
 #include "conf/mboxfile.h"
+#include "util/editfile.h"
 
 #define PASSWORD_LEN 16
 
@@ -224,7 +224,7 @@ static int write_new(const char *dir, const char *name, const char *content, mod
     }
     if (lstat(path, &st) == 0)
         return 0;
-    if (userfile_write_temp(dir, name, content, strlen(content), mode, (uid_t)-1, (gid_t)-1, tmp,
+    if (editfile_write_temp(dir, name, content, strlen(content), mode, (uid_t)-1, (gid_t)-1, tmp,
                             sizeof(tmp), err, errlen) < 0)
         return -1;
     int r = 1;
@@ -239,7 +239,7 @@ static int write_new(const char *dir, const char *name, const char *content, mod
     }
     unlink(tmp);
     if (r == 1)
-        userfile_sync_dir(dir); /* the new name survives a crash too */
+        editfile_sync_dir(dir); /* the new name survives a crash too */
     return r;
 }
 

@@ -1,30 +1,20 @@
-/* Edits of the shared mailboxes file. One edit: lock mailboxes.lock (flock, so a crashed editor
- * never leaves it held), read the whole file (none yet: empty), change or add or drop exactly one
- * line, write the result to a temporary file beside it with the original's mode and owner (a new
- * file: 0640, ternd's user), load it with the users and aliases the way ternd would (so no edit
- * can leave files ternd refuses), rename it over the original and flush the folder. Readers
- * (ternd) see the old file or the new one, never half of one. What the new text is, line by line,
- * is mboxline.c's business. */
+/* Edits of the shared mailboxes file: the checks of an edit's address and members, and that
+ * ternd would still load the result with the users and aliases. The file side (lock, read,
+ * temporary file with the original's mode and owner, or 0640 and ternd's user for the first one,
+ * rename, flush) is util/editfile.c's, shared with the users file; what the new text is, line by
+ * line, is mboxline.c's business. */
 #include "conf/mboxfile.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <pwd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "auth/userfile.h"
 #include "conf/mboxline.h"
+#include "util/editfile.h"
 
-#define FILE_MAX (64u << 20) /* a mailboxes file past this is not one a person keeps */
 #define FINISH_ERR_MAX 65536
 
 int mboxfile_owner(const struct conf *c, uid_t *uid, gid_t *gid)
@@ -114,185 +104,6 @@ static int take_member(const char *m, char *out, struct mboxfile_err *e)
     return 0;
 }
 
-/* Is addr an alias, full or bare? A catch-all does not count (see userfile.c's twin). */
-static bool is_alias(const struct tables *t, const char *addr)
-{
-    const char *m[1] = {NULL}, *pm[1] = {NULL};
-    if (tables_expn(t, addr, m, 1) < 0)
-        return false;
-    char probe[TABLES_ADDR_MAX + 64];
-    snprintf(probe, sizeof(probe), "tern-probe.no-such-user@%s", strchr(addr, '@') + 1);
-    if (m[0] && tables_expn(t, probe, pm, 1) >= 0 && pm[0] == m[0])
-        return false;
-    return true;
-}
-
-/* The mailboxes file resolved (so an edit replaces the target of a symlink, not the link), its
- * folder, and whether it exists yet. */
-struct target {
-    char path[PATH_MAX];
-    char dir[PATH_MAX];
-    const char *base;
-    char lock[PATH_MAX + 8];
-    bool exists;
-};
-
-static int target_of(const struct mboxfile *mf, struct target *t, struct mboxfile_err *e)
-{
-    struct stat st;
-    t->exists = realpath(mf->path, t->path) != NULL;
-    if (!t->exists) {
-        /* Not there yet: its folder must be. A dangling symlink is not ours to replace. */
-        int why = errno;
-        char dir[PATH_MAX], real[PATH_MAX];
-        snprintf(dir, sizeof(dir), "%s", mf->path);
-        char *slash = strrchr(dir, '/');
-        const char *base = strrchr(mf->path, '/') ? strrchr(mf->path, '/') + 1 : mf->path;
-        if (slash == dir)
-            strcpy(dir, "/");
-        else if (slash)
-            *slash = '\0';
-        if (why == ENOENT && lstat(mf->path, &st) == 0)
-            why = ELOOP; /* a symlink to nowhere */
-        if (why == ENOENT && (!base[0] || !realpath(slash ? dir : ".", real)))
-            why = base[0] ? errno : EISDIR;
-        if (why == ENOENT && snprintf(t->path, sizeof(t->path), "%s/%s",
-                                      strcmp(real, "/") ? real : "", base) >= (int)sizeof(t->path))
-            why = ENAMETOOLONG;
-        if (why != ENOENT) {
-            mbox_fail(e, MBOXFILE_IO,
-                      "cannot find or create the mailboxes file %s: %s; check mailboxes = in "
-                      "tern.conf and that its folder exists",
-                      mf->path, strerror(why));
-            return -1;
-        }
-    }
-    strcpy(t->dir, t->path);
-    char *slash = strrchr(t->dir, '/'); /* absolute by now */
-    t->base = t->path + (slash - t->dir) + 1;
-    if (slash == t->dir)
-        slash[1] = '\0';
-    else
-        *slash = '\0';
-    if (snprintf(t->lock, sizeof(t->lock), "%s.lock", t->path) >= (int)sizeof(t->lock)) {
-        mbox_fail(e, MBOXFILE_IO, "%s: path too long; move the mailboxes file", t->path);
-        return -1;
-    }
-    return 0;
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Takes the edit lock, waiting up to the timeout (polling, as userfile.c does, for the same
- * reason: no alarm signal of ours). Made by root, the lock goes to owner uid so that the file's
- * owner can take it next time. The fd, or -1 with e filled. */
-static int lock_take(const struct mboxfile *mf, const struct target *t, uid_t uid, gid_t gid,
-                     struct mboxfile_err *e)
-{
-    int fd = open(t->lock, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
-    if (fd < 0) {
-        mbox_fail(e, MBOXFILE_IO,
-                  "cannot open the lock file %s: %s; check the folder's permissions", t->lock,
-                  strerror(errno));
-        return -1;
-    }
-    struct stat ls;
-    if (geteuid() == 0 && uid != (uid_t)-1 && uid != 0 && fstat(fd, &ls) == 0 && ls.st_uid == 0)
-        (void)fchown(fd, uid, gid);
-    long long deadline = now_ms() + mf->lock_timeout_ms;
-    long wait_ms = 5;
-    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        if (errno != EWOULDBLOCK && errno != EINTR) {
-            mbox_fail(e, MBOXFILE_IO, "cannot lock %s: %s", t->lock, strerror(errno));
-            close(fd);
-            return -1;
-        }
-        if (now_ms() >= deadline) {
-            mbox_fail(
-                e, MBOXFILE_LOCKED,
-                "another edit of %s has held %s for over %d s; try again, or look for a stuck "
-                "process with fuser %s",
-                t->path, t->lock, mf->lock_timeout_ms / 1000, t->lock);
-            close(fd);
-            return -1;
-        }
-        struct timespec ts = {0, wait_ms * 1000000L};
-        nanosleep(&ts, NULL);
-        if (wait_ms < 50)
-            wait_ms *= 2;
-    }
-    return fd;
-}
-
-/* Reads the whole file into b (which ends up at least empty); its mode and owner go to st. A
- * file that does not exist (yet) reads as empty, with *exists false. */
-static int read_file(const char *path, struct mbox_buf *b, struct stat *st, bool *exists,
-                     struct mboxfile_err *e)
-{
-    if (mbox_buf_add(b, "", 0) < 0) {
-        mbox_fail(e, MBOXFILE_IO, "out of memory reading %s", path);
-        return -1;
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    *exists = fd >= 0;
-    if (fd < 0 && errno == ENOENT)
-        return 0;
-    if (fd < 0 || fstat(fd, st) < 0) {
-        mbox_fail(e, MBOXFILE_IO, "cannot read %s: %s; check that you may read it", path,
-                  strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    for (;;) {
-        char chunk[65536];
-        ssize_t n = read(fd, chunk, sizeof(chunk));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 || b->len + (size_t)(n > 0 ? n : 0) > FILE_MAX) {
-            if (n < 0)
-                mbox_fail(e, MBOXFILE_IO, "cannot read %s: %s", path, strerror(errno));
-            else
-                mbox_fail(e, MBOXFILE_IO,
-                          "%s is larger than %u MiB; is it really the mailboxes file?", path,
-                          FILE_MAX >> 20);
-            close(fd);
-            return -1;
-        }
-        if (n == 0)
-            break;
-        if (mbox_buf_add(b, chunk, (size_t)n) < 0) {
-            mbox_fail(e, MBOXFILE_IO, "out of memory reading %s", path);
-            close(fd);
-            return -1;
-        }
-    }
-    close(fd);
-    return 0;
-}
-
-/* Copies s into dst (cap bytes), writing `to` wherever `from` occurs. */
-static void replace_all(char *dst, size_t cap, const char *s, const char *from, const char *to)
-{
-    size_t n = 0, flen = strlen(from), tlen = strlen(to);
-    while (*s && n + 1 < cap) {
-        if (flen && strncmp(s, from, flen) == 0) {
-            size_t k = tlen < cap - 1 - n ? tlen : cap - 1 - n;
-            memcpy(dst + n, to, k);
-            n += k;
-            s += flen;
-        } else {
-            dst[n++] = *s++;
-        }
-    }
-    dst[n] = '\0';
-}
-
 /* Loads the would-be mailboxes file tmp with the domains, users and aliases, as conf_load
  * would, then tables_finish: 0 if ternd would take it, else -1 with the loader's reasons,
  * naming path instead of tmp. */
@@ -318,75 +129,54 @@ static int validate(const struct mboxfile *mf, const char *tmp, const char *path
     conf_load_mailboxes(t, tmp, &ce, &nlines);
     int r = ce.n > 0 || tables_finish(t, msgs, FINISH_ERR_MAX) < 0 ? -1 : 0;
     if (r < 0) {
-        char head[PATH_MAX + 128];
-        snprintf(head, sizeof(head), "nothing changed: %s would no longer load:\n", path);
-        size_t hl = strlen(head) < sizeof(e->msg) ? strlen(head) : sizeof(e->msg) - 1;
         e->fail = MBOXFILE_INVALID;
-        memcpy(e->msg, head, hl);
-        replace_all(e->msg + hl, sizeof(e->msg) - hl, msgs, tmp, path);
-        size_t ml = strlen(e->msg);
-        while (ml > 0 && e->msg[ml - 1] == '\n')
-            e->msg[--ml] = '\0';
+        editfile_invalid_reason(e->msg, sizeof(e->msg), path, tmp, msgs);
     }
     free(msgs);
     tables_free(t);
     return r;
 }
 
-/* One whole edit: lock, read, apply, write, check, rename, flush. */
+/* One edit of mf, for editfile's callbacks. */
+struct job {
+    const struct mboxfile *mf;
+    struct mbox_edit *ed;
+    struct mboxfile_err *e;
+};
+
+static int job_apply(void *ctx, const char *path, const struct editfile_buf *old,
+                     struct editfile_buf *out)
+{
+    struct job *j = ctx;
+    return mbox_apply(old, j->ed, out, j->e) != 0 ? -1 : j->ed->changed;
+}
+
+static int job_check(void *ctx, const char *tmp, const char *path)
+{
+    struct job *j = ctx;
+    return validate(j->mf, tmp, path, j->e);
+}
+
+/* One whole edit: lock, read, apply, write, check, rename, flush. A new file gets 0640 and
+ * ternd's user. */
 static int edit_file(const struct mboxfile *mf, struct mbox_edit *ed, struct mboxfile_err *e)
 {
-    struct target t;
-    struct stat st = {.st_mode = 0640, .st_uid = mf->uid, .st_gid = mf->gid};
-    if (target_of(mf, &t, e) < 0)
-        return -1;
-    if (t.exists && stat(t.path, &st) < 0) {
-        mbox_fail(e, MBOXFILE_IO, "cannot read %s: %s", t.path, strerror(errno));
-        return -1;
-    }
-    int lockfd = lock_take(mf, &t, st.st_uid, st.st_gid, e);
-    if (lockfd < 0)
-        return -1;
-    struct mbox_buf old = {0}, out = {0};
-    char tmp[PATH_MAX + 32] = "";
-    int r = -1;
-    bool exists;
-    if (read_file(t.path, &old, &st, &exists, e) < 0 || mbox_apply(&old, ed, &out, e) != 0)
-        goto done;
-    if (!ed->changed) {
-        r = 0;
-        goto done;
-    }
-    char why[PATH_MAX + 256];
-    /* Root keeps the owner (a new file: ternd's user); others cannot give files away. */
-    uid_t uid = geteuid() == 0 ? st.st_uid : (uid_t)-1;
-    if (userfile_write_temp(t.dir, t.base, out.p ? out.p : "", out.len, st.st_mode & 07777, uid,
-                            st.st_gid, tmp, sizeof(tmp), why, sizeof(why)) < 0) {
-        tmp[0] = '\0';
-        mbox_fail(e, MBOXFILE_IO, "%s", why);
-        goto done;
-    }
-    if (validate(mf, tmp, t.path, e) < 0)
-        goto done;
-    if (rename(tmp, t.path) < 0) {
-        mbox_fail(e, MBOXFILE_IO, "cannot replace %s: %s; check the folder's permissions", t.path,
-                  strerror(errno));
-        goto done;
-    }
-    tmp[0] = '\0';
-    if (userfile_sync_dir(t.dir) < 0) {
-        mbox_fail(e, MBOXFILE_IO, "%s was changed, but flushing %s failed: %s; run sync", t.path,
-                  t.dir, strerror(errno));
-        goto done;
-    }
-    r = 0;
-done:
-    if (tmp[0])
-        unlink(tmp);
-    free(old.p);
-    free(out.p);
-    close(lockfd); /* releases the lock */
-    return r;
+    const struct editfile f = {.path = mf->path,
+                               .noun = "mailboxes file",
+                               .key = "mailboxes",
+                               .lock_timeout_ms = mf->lock_timeout_ms,
+                               .optional = true,
+                               .mode = 0640,
+                               .uid = mf->uid,
+                               .gid = mf->gid};
+    struct job j = {mf, ed, e};
+    const struct editfile_ops ops = {job_apply, job_check, &j};
+    enum editfile_fail why;
+    if (editfile_edit(&f, &ops, &why, e->msg, sizeof(e->msg)) == 0)
+        return 0;
+    if (why != EDITFILE_CALLER)
+        e->fail = why == EDITFILE_LOCKED ? MBOXFILE_LOCKED : MBOXFILE_IO;
+    return -1;
 }
 
 static void clear_err(struct mboxfile_err *e)
@@ -458,7 +248,7 @@ static int member_edit(const struct mboxfile *mf, enum mbox_op op, const char *a
                 a);
             goto done;
         }
-        if (is_alias(mf->tables, a)) {
+        if (tables_names_alias(mf->tables, a)) {
             mbox_fail(
                 e, MBOXFILE_BAD,
                 "%s is an alias; remove it from the aliases file first, or pick another address",

@@ -1,9 +1,10 @@
 /* Edits of the shared mailboxes file (`mailboxes`, `team@domain: member, member quota=SIZE`)
- * while ternd may be reading it and other admins may be editing it, the way auth/userfile edits
- * the users file: each edit takes mailboxes.lock beside the file, rewrites one line into a
- * temporary file with the same mode and owner, checks that the result loads the way ternd would
- * load it (domains, users, aliases and the new file, then tables_finish), and renames it into
- * place. Every other line stays byte for byte. The file is optional: the first add creates it. */
+ * while ternd may be reading it and other admins may be editing it, as auth/userfile edits the
+ * users file (util/editfile does the file side of both): each edit takes mailboxes.lock beside
+ * the file, rewrites one line into a temporary file with the same mode and owner, checks that
+ * the result loads the way ternd would load it (domains, users, aliases and the new file, then
+ * tables_finish), and renames it into place. Every other line stays byte for byte. The file is
+ * optional: the first add creates it. */
 #ifndef TERN_CONF_MBOXFILE_H
 #define TERN_CONF_MBOXFILE_H
 

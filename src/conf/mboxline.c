@@ -9,30 +9,6 @@
 #include <string.h>
 #include <strings.h>
 
-int mbox_buf_add(struct mbox_buf *b, const void *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-int mbox_buf_str(struct mbox_buf *b, const char *s)
-{
-    return mbox_buf_add(b, s, strlen(s));
-}
-
 void mbox_fail(struct mboxfile_err *e, enum mboxfile_fail f, const char *fmt, ...)
 {
     e->fail = f;
@@ -77,56 +53,36 @@ void mbox_norm_member(const char *m, size_t len, const char *domain, char *out)
     }
 }
 
-static bool is_blank(char c)
-{
-    return c == ' ' || c == '\t' || c == '\f' || c == '\v';
-}
-
-/* One entry line: [start, end) without its line end; inside it the name [lead, name_end), the
- * member list after the colon [list, list_end) and what follows it, blanks and a comment, up to
- * tail, after which come trailing blanks (and a CR). Cut the way the loader cuts. */
+/* The line of a shared mailbox: [start, next) the whole line with its line end; inside it the
+ * member list after the colon is [list, list_end), and what follows it, blanks and a comment,
+ * runs to the line's end. Cut the way the loader cuts. */
 struct line {
-    size_t start, end, next; /* next: where the following line starts */
-    size_t lead, tail;
-    size_t name_end, list, list_end;
+    size_t start, next;
+    size_t list, list_end;
 };
 
 /* Finds the line of shared mailbox addr (lowercased). 1 found, 0 not. */
-static int find_box(const struct mbox_buf *b, const char *addr, struct line *out)
+static int find_box(const struct editfile_buf *b, const char *addr, struct line *out)
 {
     size_t alen = strlen(addr);
-    for (size_t pos = 0; pos < b->len;) {
-        struct line l = {.start = pos};
-        const char *nl = memchr(b->p + pos, '\n', b->len - pos);
-        l.end = nl ? (size_t)(nl - b->p) : b->len;
-        l.next = nl ? l.end + 1 : b->len;
-        pos = l.next;
-        l.lead = l.start;
-        while (l.lead < l.end && is_blank(b->p[l.lead]))
-            l.lead++;
-        l.tail = l.end;
-        while (l.tail > l.lead && (is_blank(b->p[l.tail - 1]) || b->p[l.tail - 1] == '\r'))
-            l.tail--;
-        if (l.lead == l.tail || b->p[l.lead] == '#')
-            continue;
+    struct editfile_line l;
+    for (size_t pos = 0; editfile_next_line(b, &pos, &l);) {
         size_t cut = l.tail; /* a comment: '#' after a blank */
         for (size_t p = l.lead + 1; p < l.tail; p++)
-            if (b->p[p] == '#' && is_blank(b->p[p - 1])) {
+            if (b->p[p] == '#' && editfile_is_blank(b->p[p - 1])) {
                 cut = p;
                 break;
             }
         const char *colon = memchr(b->p + l.lead, ':', cut - l.lead);
         if (!colon)
             continue;
-        l.list = (size_t)(colon - b->p) + 1;
-        l.name_end = l.list - 1;
-        while (l.name_end > l.lead && is_blank(b->p[l.name_end - 1]))
-            l.name_end--;
-        l.list_end = cut;
-        while (l.list_end > l.list && is_blank(b->p[l.list_end - 1]))
-            l.list_end--;
-        if (l.name_end - l.lead == alen && strncasecmp(b->p + l.lead, addr, alen) == 0) {
-            *out = l;
+        size_t list = (size_t)(colon - b->p) + 1, name_end = list - 1, list_end = cut;
+        while (name_end > l.lead && editfile_is_blank(b->p[name_end - 1]))
+            name_end--;
+        while (list_end > list && editfile_is_blank(b->p[list_end - 1]))
+            list_end--;
+        if (name_end - l.lead == alen && strncasecmp(b->p + l.lead, addr, alen) == 0) {
+            *out = (struct line){l.start, l.next, list, list_end};
             return 1;
         }
     }
@@ -141,7 +97,7 @@ struct word {
 };
 
 /* Splits l's member list into words the way the loader's strtok does. *words is malloc'd. */
-static int split_words(const struct mbox_buf *b, const struct line *l, const char *domain,
+static int split_words(const struct editfile_buf *b, const struct line *l, const char *domain,
                        struct word **words, size_t *n)
 {
     size_t cap = 8;
@@ -150,10 +106,10 @@ static int split_words(const struct mbox_buf *b, const struct line *l, const cha
     if (!*words)
         return -1;
     for (size_t p = l->list; p < l->list_end;) {
-        while (p < l->list_end && (b->p[p] == ',' || is_blank(b->p[p])))
+        while (p < l->list_end && (b->p[p] == ',' || editfile_is_blank(b->p[p])))
             p++;
         size_t q = p;
-        while (q < l->list_end && b->p[q] != ',' && !is_blank(b->p[q]))
+        while (q < l->list_end && b->p[q] != ',' && !editfile_is_blank(b->p[q]))
             q++;
         if (q == p)
             break;
@@ -175,8 +131,8 @@ static int split_words(const struct mbox_buf *b, const struct line *l, const cha
 }
 
 /* The new member list and quota word of line l into out, in place of the old ones. */
-static int rewrite_line(const struct mbox_buf *b, const struct line *l, struct mbox_edit *ed,
-                        struct mbox_buf *out, struct mboxfile_err *e)
+static int rewrite_line(const struct editfile_buf *b, const struct line *l, struct mbox_edit *ed,
+                        struct editfile_buf *out, struct mboxfile_err *e)
 {
     const char *domain = strchr(ed->addr, '@') + 1;
     struct word *w = NULL;
@@ -251,7 +207,7 @@ static int rewrite_line(const struct mbox_buf *b, const struct line *l, struct m
     bool want_quota = ed->op == MBOX_QUOTA && ed->quota;
     if (want_quota)
         mboxfile_format_size(ed->quota, size, sizeof(size));
-    r = mbox_buf_add(out, b->p, l->list);
+    r = editfile_buf_add(out, b->p, l->list);
     bool first = true;
     for (size_t i = 0; i < nw && !r; i++) {
         bool swap = want_quota && w[i].quota;
@@ -259,23 +215,23 @@ static int rewrite_line(const struct mbox_buf *b, const struct line *l, struct m
             continue;
         size_t from = first ? l->list : w[i - 1].off + w[i - 1].len;
         size_t to = first ? w[0].off : w[i].off;
-        r = mbox_buf_add(out, b->p + from, to - from);
+        r = editfile_buf_add(out, b->p + from, to - from);
         if (!r && swap)
-            r = mbox_buf_str(out, "quota=") || mbox_buf_str(out, size);
+            r = editfile_buf_str(out, "quota=") || editfile_buf_str(out, size);
         else if (!r)
-            r = mbox_buf_add(out, b->p + w[i].off, w[i].len);
+            r = editfile_buf_add(out, b->p + w[i].off, w[i].len);
         want_quota = want_quota && !swap;
         first = false;
     }
     for (size_t k = 0; k < ed->n && !r && ed->op == MBOX_ADD_MEMBERS; k++)
         if (add[k]) {
-            r = mbox_buf_str(out, first ? " " : ", ") || mbox_buf_str(out, ed->members[k]);
+            r = editfile_buf_str(out, first ? " " : ", ") || editfile_buf_str(out, ed->members[k]);
             first = false;
         }
     if (!r && want_quota)
-        r = mbox_buf_str(out, " quota=") || mbox_buf_str(out, size);
+        r = editfile_buf_str(out, " quota=") || editfile_buf_str(out, size);
     if (!r)
-        r = mbox_buf_add(out, b->p + l->list_end, b->len - l->list_end);
+        r = editfile_buf_add(out, b->p + l->list_end, b->len - l->list_end);
 free_all:
     free(drop);
     free(add);
@@ -286,7 +242,7 @@ done:
     return r ? -1 : 0;
 }
 
-int mbox_apply(const struct mbox_buf *b, struct mbox_edit *ed, struct mbox_buf *out,
+int mbox_apply(const struct editfile_buf *b, struct mbox_edit *ed, struct editfile_buf *out,
                struct mboxfile_err *e)
 {
     struct line l;
@@ -301,22 +257,22 @@ int mbox_apply(const struct mbox_buf *b, struct mbox_edit *ed, struct mbox_buf *
             return -1;
         }
         bool nl = b->len > 0 && b->p[b->len - 1] != '\n';
-        int r = (b->len == 0 && mbox_buf_str(out, MBOXFILE_HEADER)) ||
-                mbox_buf_add(out, b->p, b->len) || (nl && mbox_buf_str(out, "\n")) ||
-                mbox_buf_str(out, ed->addr) || mbox_buf_str(out, ":");
+        int r = (b->len == 0 && editfile_buf_str(out, MBOXFILE_HEADER)) ||
+                editfile_buf_add(out, b->p, b->len) || (nl && editfile_buf_str(out, "\n")) ||
+                editfile_buf_str(out, ed->addr) || editfile_buf_str(out, ":");
         for (size_t k = 0; k < ed->n && !r; k++) {
             bool again = false; /* the same member twice, written either way: once is enough */
             for (size_t j = 0; j < k && !again; j++)
                 again = strcmp(ed->norm[j], ed->norm[k]) == 0;
             if (!again)
-                r = mbox_buf_str(out, k ? ", " : " ") || mbox_buf_str(out, ed->members[k]);
+                r = editfile_buf_str(out, k ? ", " : " ") || editfile_buf_str(out, ed->members[k]);
         }
         if (!r && ed->quota) {
             char size[32];
             mboxfile_format_size(ed->quota, size, sizeof(size));
-            r = mbox_buf_str(out, " quota=") || mbox_buf_str(out, size);
+            r = editfile_buf_str(out, " quota=") || editfile_buf_str(out, size);
         }
-        if (r || mbox_buf_str(out, "\n")) {
+        if (r || editfile_buf_str(out, "\n")) {
             mbox_fail(e, MBOXFILE_IO, "out of memory editing the mailboxes file");
             return -1;
         }
@@ -328,7 +284,8 @@ int mbox_apply(const struct mbox_buf *b, struct mbox_edit *ed, struct mbox_buf *
         return -1;
     }
     if (ed->op == MBOX_DELETE) {
-        if (mbox_buf_add(out, b->p, l.start) || mbox_buf_add(out, b->p + l.next, b->len - l.next)) {
+        if (editfile_buf_add(out, b->p, l.start) ||
+            editfile_buf_add(out, b->p + l.next, b->len - l.next)) {
             mbox_fail(e, MBOXFILE_IO, "out of memory editing the mailboxes file");
             return -1;
         }

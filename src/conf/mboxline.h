@@ -10,14 +10,7 @@
 #include <stdint.h>
 
 #include "conf/mboxfile.h"
-
-/* A growable byte buffer, always NUL-terminated once anything was added. */
-struct mbox_buf {
-    char *p;
-    size_t len, cap;
-};
-int mbox_buf_add(struct mbox_buf *b, const void *s, size_t n); /* 0, or -1 out of memory */
-int mbox_buf_str(struct mbox_buf *b, const char *s);
+#include "util/editfile.h"
 
 /* Fills e with f and a formatted reason. */
 void mbox_fail(struct mboxfile_err *e, enum mboxfile_fail f, const char *fmt, ...)
@@ -41,7 +34,7 @@ struct mbox_edit {
 
 /* Builds the new file content into out from the old one in b. ed->changed tells whether the
  * file has to change at all. 0, or -1 with e filled. */
-int mbox_apply(const struct mbox_buf *b, struct mbox_edit *ed, struct mbox_buf *out,
+int mbox_apply(const struct editfile_buf *b, struct mbox_edit *ed, struct editfile_buf *out,
                struct mboxfile_err *e);
 
 #endif

@@ -574,6 +574,17 @@ long tables_expn(const struct tables *t, const char *name, const char **out, siz
     return (long)a->nmembers;
 }
 
+bool tables_names_alias(const struct tables *t, const char *addr)
+{
+    char a[TABLES_ADDR_MAX + 1];
+    size_t ll;
+    uint32_t idx = 0;
+    if (!addr || tables_lower_copy(a, sizeof(a), addr) < 0 || tables_split_addr(a, &ll) < 0)
+        return false;
+    /* a catch-all's name is "@domain" */
+    return tables_target_of(t, a, &idx) == TARGET_ALIAS && t->aliases[idx]->name[0] != '@';
+}
+
 void tables_reason(struct reasons *r, const char *origin, const char *fmt, ...)
 {
     r->n++;

@@ -89,6 +89,10 @@ size_t tables_vrfy(const struct tables *t, const char *query, const struct table
  * Returns -1 if not an alias, else the member count (may exceed max); members written as given
  * in the aliases file, normalised to user@domain. */
 long tables_expn(const struct tables *t, const char *name, const char **out, size_t max);
+/* Does addr (local@domain, any case) name an alias, full or bare? A domain's catch-all does not
+ * count: it only takes addresses nothing else names, so a new user or shared mailbox may take
+ * one. A user's address is not an alias. */
+bool tables_names_alias(const struct tables *t, const char *addr);
 
 /* Shared mailboxes, after tables_finish. addr and user in any case. */
 size_t tables_nshared(const struct tables *t);

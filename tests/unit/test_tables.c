@@ -308,6 +308,15 @@ static void test_expn(void **state)
     assert_int_equal(tables_expn(*state, "nothing", out, 8), -1);
     assert_int_equal(tables_expn(*state, "staff@example.com", out, 8), -1);
     assert_int_equal(tables_expn(*state, "staff@example.net", out, 8), -1);
+    /* tables_names_alias: full and bare aliases, in any case; not users, not foreign domains */
+    assert_true(tables_names_alias(*state, "Staff@example.org"));
+    assert_true(tables_names_alias(*state, "abuse@example.net"));
+    assert_true(tables_names_alias(*state, "info@example.net"));
+    assert_false(tables_names_alias(*state, "alice@example.org"));
+    assert_false(tables_names_alias(*state, "staff@example.net"));
+    assert_false(tables_names_alias(*state, "staff@example.com"));
+    assert_false(tables_names_alias(*state, "postmaster"));
+    assert_false(tables_names_alias(*state, NULL));
 }
 
 static void test_add_errors(void **state)
@@ -521,6 +530,11 @@ static void test_catchall(void **state)
     assert_int_equal(resolve(t, "1rcpt", "example.net", 8, &n), TABLES_UNKNOWN);
     assert_int_equal(resolve(t, "x", "other.test", 8, &n), TABLES_FOREIGN);
     assert_int_equal(add_alias_err(t, "@other.test", err, sizeof(err), "bench", NULL), -1);
+    /* the catch-all answers EXPN, but names no alias: a new user may take any such address */
+    assert_true(tables_expn(t, "1rcpt@example.org", (const char *[1]){NULL}, 1) >= 0);
+    assert_false(tables_names_alias(t, "1rcpt@example.org"));
+    assert_true(tables_names_alias(t, "Postmaster@example.org"));
+    assert_true(tables_names_alias(t, "postmaster@example.net"));
     tables_free(t);
 }
 
