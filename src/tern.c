@@ -18,6 +18,7 @@ static const struct command commands[] = {
     {"user", cli_user, "add, remove, lock or list users; set passwords"},
     {"queue", cli_queue, "list the outbound queue (tern queue list [--json])"},
     {"mailbox", cli_mailbox, "shared mailboxes and quotas; list, show and check any mailbox"},
+    {"audit", cli_audit, "verify the audit log; show its records, trace a message; rotate it"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

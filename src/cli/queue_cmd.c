@@ -44,34 +44,11 @@ struct list_ctx {
     unsigned long long bytes;
 };
 
-/* Is p the UTF-8 encoding of a bidirectional embedding, override or isolate (U+202A..U+202E,
- * U+2066..U+2069)? Those reorder what follows on screen, so an address could pose as another. */
-static bool is_bidi(const unsigned char *p)
-{
-    return p[0] == 0xe2 && ((p[1] == 0x80 && p[2] >= 0xaa && p[2] <= 0xae) ||
-                            (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9));
-}
-
-/* Prints s for a terminal: control characters as \xNN (C0, DEL) or \uNNNN (C1 and bidi
- * controls, as UTF-8 encodes them) and backslash doubled, so a hostile address cannot move the
- * cursor, retitle the window, reorder the line or fake another one. Other UTF-8 passes. */
+/* Prints s for a terminal (cli_put_safe): a hostile address cannot move the cursor, retitle
+ * the window, reorder the line or fake another one. */
 static void put_safe(FILE *out, const char *s)
 {
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f) {
-            fprintf(out, "\\x%02x", *p);
-        } else if (*p == '\\') {
-            fputs("\\\\", out);
-        } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
-            fprintf(out, "\\u%04x", (unsigned)p[1]);
-            p++; /* the second byte of the pair */
-        } else if (is_bidi(p)) {
-            fprintf(out, "\\u%04x", 0x2000u | (unsigned)(p[1] & 0x3f) << 6 | (p[2] & 0x3f));
-            p += 2;
-        } else {
-            putc(*p, out);
-        }
-    }
+    cli_put_safe(out, s, strlen(s));
 }
 
 /* Formats t as RFC 3339 UTC ("2026-11-24T09:30:00Z"). */
