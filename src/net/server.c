@@ -6,6 +6,7 @@
 #include <event2/thread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sys/stat.h>
@@ -82,15 +83,63 @@ static void term_cb(evutil_socket_t sig, short what, void *arg)
     evtimer_add(srv->drain_timer, &tv);
 }
 
-/* Dovecot's view of the shared mailboxes follows the mailboxes file (store/acl.h). */
-static void sync_acls(const struct conf *c)
-{
+/* Dovecot's view of the shared mailboxes follows the mailboxes file (store/acl.h). acl_sync
+ * writes and fsyncs, so it runs on a worker; one at a time, so that the sync of an older
+ * configuration can never finish after, and undo, the sync of a newer one. */
+struct acl_job {
+    struct server *srv;
+    struct conf *conf; /* a reference, held while the worker reads it */
+    int rc;
+    size_t changed;
     char err[1024];
-    size_t changed = 0;
-    if (acl_sync(c->data_dir, c->tables, (uid_t)-1, (gid_t)-1, &changed, err, sizeof err) != 0)
-        log_err("shared mailboxes: %s", err);
-    else if (changed)
-        log_info("shared mailboxes: %zu dovecot-acl file(s) updated", changed);
+};
+
+static void sync_acls(struct server *srv);
+
+static void acl_run(void *arg)
+{
+    struct acl_job *j = arg;
+    j->rc = acl_sync(j->conf->data_dir, j->conf->tables, (uid_t)-1, (gid_t)-1, &j->changed, j->err,
+                     sizeof j->err);
+}
+
+static void acl_done(void *arg)
+{
+    struct acl_job *j = arg;
+    struct server *srv = j->srv;
+    if (j->rc != 0)
+        log_err("shared mailboxes: %s", j->err);
+    else if (j->changed)
+        log_info("shared mailboxes: %zu dovecot-acl file(s) updated", j->changed);
+    conf_unref(j->conf);
+    free(j);
+    srv->acl_busy = false;
+    if (srv->acl_again) {
+        srv->acl_again = false;
+        sync_acls(srv);
+    }
+}
+
+static void sync_acls(struct server *srv)
+{
+    if (srv->acl_busy) {
+        srv->acl_again = true; /* done() starts another with the configuration of that moment */
+        return;
+    }
+    struct acl_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        log_err("shared mailboxes: out of memory; the dovecot-acl files are synced at the next "
+                "reload");
+        return;
+    }
+    j->srv = srv;
+    j->conf = conf_ref(srv->conf);
+    srv->acl_busy = true;
+    if (pool_submit(srv->pool, acl_run, acl_done, j) != 0) {
+        srv->acl_busy = false;
+        conf_unref(j->conf);
+        free(j);
+    }
 }
 
 /* Size, mtime and inode of the four files, to notice edits (including atomic renames). */
@@ -136,7 +185,7 @@ static void reload(struct server *srv, const char *why)
     conf_unref(srv->conf);
     srv->conf = c; /* new connections see it; open ones keep the configuration they began with */
     stamp_files(c, srv->stamps);
-    sync_acls(c);
+    sync_acls(srv);
     log_info("reloaded %s: %zu users, %zu shared mailboxes%s", c->path,
              tables_nusers(c->tables) - tables_nshared(c->tables), tables_nshared(c->tables),
              ctx ? ", certificate reloaded" : "");
@@ -187,12 +236,12 @@ int server_run(struct conf *c, const int *fds, char *err, size_t errlen)
     srv.throttle =
         throttle_new((unsigned)c->auth_max_failures, (unsigned)c->auth_window, THROTTLE_KEYS);
     stamp_files(c, srv.stamps);
-    sync_acls(c);
     srv.pool = pool_new(srv.base, c->workers);
     if (!srv.pool) {
         snprintf(err, errlen, "cannot start %d worker threads", c->workers);
         return -1;
     }
+    sync_acls(&srv);
     for (size_t i = 0; i < c->nlisteners; i++) {
         lctx[i] = (struct listener_ctx){&srv, c->listeners[i].kind};
         srv.listeners[i] =

@@ -34,6 +34,7 @@ struct server {
     SSL_CTX *tls_ctx;          /* from [tls]; NULL without a certificate; swapped on reload */
     struct sasl *sasl;         /* the AUTH mechanisms; NULL if GNU SASL could not start */
     struct throttle *throttle; /* failed AUTH per IP and per user */
+    bool acl_busy, acl_again;  /* a dovecot-acl sync is on the pool; another is wanted after it */
     struct file_stamp {
         long long mtime_ns, size, ino;
     } stamps[4]; /* config, users, aliases, mailboxes */

@@ -265,6 +265,9 @@ class Env:
         assert self.team_error is None, \
             f"ternd did not accept the message for {TEAM}: {self.team_error}"
         acl = self.ternd.maildir(TEAM) / "dovecot-acl"
+        deadline = time.monotonic() + 10  # ternd writes it on a worker just after start
+        while not acl.is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert acl.is_file(), f"ternd wrote no {acl} for the members in its mailboxes file"
         return acl
 

@@ -75,7 +75,12 @@ def test_delivered_once_into_the_shared_maildir(srv):
 
 
 def test_acl_files_written_for_dovecot(srv):
-    acl = (srv.maildir("team@example.org") / "dovecot-acl").read_text()
+    path = srv.maildir("team@example.org") / "dovecot-acl"
+    deadline = time.monotonic() + 10  # written by a worker just after start
+    while not path.exists():
+        assert time.monotonic() < deadline, "ternd wrote no dovecot-acl"
+        time.sleep(0.05)
+    acl = path.read_text()
     lines = [ln for ln in acl.splitlines() if ln and not ln.startswith("#")]
     assert lines == ["user=alice@example.org lrwstipe", "user=bob@example.org lrwstipe"]
     assert not (srv.maildir("alice@example.org") / "dovecot-acl").exists()
