@@ -62,25 +62,13 @@ int tables_add_shared(struct tables *t, const char *origin, const char *addr,
         err_set(err, errlen, "shared mailbox %s has no members; list at least one user", u.addr);
         return -1;
     }
-    const struct tables_user *old = tables_user(t, u.addr);
-    if (old) {
-        err_set(err, errlen, "shared mailbox %s is %s; rename one of the two", u.addr,
-                old->shared ? "listed twice" : "also a user");
-        return -1;
-    }
     u.shared = true;
     u.locked = true; /* it has no password; nobody logs in as it */
     u.quota = quota;
     snprintf(u.name, sizeof(u.name), "Shared mailbox");
     /* tables_add_user checks the domain and that no user or alias has this address */
-    if (tables_add_user(t, &u, err, errlen) < 0) {
-        if (strncmp(err, "user ", 5) == 0 && strlen(err) + 12 < errlen) {
-            /* the reason speaks of a user: say what this is */
-            memmove(err + 15, err + 5, strlen(err + 5) + 1);
-            memcpy(err, "shared mailbox ", 15);
-        }
+    if (tables_add_user(t, &u, err, errlen) < 0)
         return -1;
-    }
     uint32_t uidx = (uint32_t)(tables_nusers(t) - 1);
     const char *a = t->users[uidx]->addr;
     struct shared *s = calloc(1, sizeof(*s));

@@ -190,19 +190,27 @@ int tables_add_user(struct tables *t, const struct tables_user *u, char *err, si
         err_set(err, errlen, "user '%s' is not an address; write it as user@domain", u->addr);
         return -1;
     }
+    const char *what = u->shared ? "shared mailbox" : "user"; /* shared.c adds those here too */
     if (!tables_map_get(&t->domain_map, addr + ll + 1)) {
         err_set(err, errlen,
-                "user %s: %s is not one of the local domains; add it to domains = in [server] or "
+                "%s %s: %s is not one of the local domains; add it to domains = in [server] or "
                 "fix the address",
-                addr, addr + ll + 1);
+                what, addr, addr + ll + 1);
         return -1;
     }
-    if (tables_map_get(&t->user_map, addr)) {
-        err_set(err, errlen, "user %s is listed twice; remove one of the lines", addr);
+    const struct map_entry *dup = tables_map_get(&t->user_map, addr);
+    if (dup && t->users[dup->val]->shared == u->shared) {
+        err_set(err, errlen, "%s %s is listed twice; %s", what, addr,
+                u->shared ? "rename one of the two" : "remove one of the lines");
+        return -1;
+    }
+    if (dup) {
+        err_set(err, errlen, "%s %s is also a %s; rename one of the two", what, addr,
+                u->shared ? "user" : "shared mailbox");
         return -1;
     }
     if (tables_map_get(&t->alias_map, addr)) {
-        err_set(err, errlen, "user %s is also an alias; rename one of the two", addr);
+        err_set(err, errlen, "%s %s is also an alias; rename one of the two", what, addr);
         return -1;
     }
     struct tables_user *copy = malloc(sizeof(*copy));
