@@ -30,26 +30,42 @@ enum tables_status txn_lookup(const struct smtp_session *s, const char *local, c
                           fwdlen);
 }
 
+/* Is any mailbox local@domain resolves to one that ok() accepts? Routing characters and
+ * address literals never resolve (promise 2). */
+static bool reaches(const struct smtp_session *s, const char *local, const char *domain,
+                    bool (*ok)(const struct smtp_session *s, const char *box))
+{
+    if (strpbrk(local, "%!@") || domain[0] == '[')
+        return false;
+    char small[SMTP_SMALL_EXPANSION][TABLES_ADDR_MAX + 1];
+    char(*big)[TABLES_ADDR_MAX + 1], (*boxes)[TABLES_ADDR_MAX + 1];
+    size_t n = 0;
+    bool found = false;
+    if (txn_lookup(s, local, domain, small, &big, &boxes, &n, NULL, 0) == TABLES_OK)
+        for (size_t i = 0; i < n && !found; i++)
+            found = ok(s, boxes[i]);
+    free(big);
+    return found;
+}
+
+/* The user's own mailbox, or a shared mailbox it is a member of. */
+static bool own_box(const struct smtp_session *s, const char *box)
+{
+    return strcmp(box, s->auth_user) == 0 || tables_is_member(s->env->tables, box, s->auth_user);
+}
+
+static bool shared_box(const struct smtp_session *s, const char *box)
+{
+    return tables_is_shared(s->env->tables, box);
+}
+
 /* Does the authenticated user own local@domain: its own address, an alias that reaches it, or a
  * shared mailbox (or an alias reaching one) it is a member of? */
 static bool owns_address(const struct smtp_session *s, const char *local, const char *domain)
 {
-    if (strpbrk(local, "%!@") || domain[0] == '[') /* no routing tricks, no address literals */
-        return false;
     char addr[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 2];
     snprintf(addr, sizeof addr, "%s@%s", local, domain);
-    if (strcasecmp(addr, s->auth_user) == 0)
-        return true;
-    char small[SMTP_SMALL_EXPANSION][TABLES_ADDR_MAX + 1];
-    char(*big)[TABLES_ADDR_MAX + 1], (*boxes)[TABLES_ADDR_MAX + 1];
-    size_t n = 0;
-    bool owned = false;
-    if (txn_lookup(s, local, domain, small, &big, &boxes, &n, NULL, 0) == TABLES_OK)
-        for (size_t i = 0; i < n && !owned; i++)
-            owned = strcmp(boxes[i], s->auth_user) == 0 ||
-                    tables_is_member(s->env->tables, boxes[i], s->auth_user);
-    free(big);
-    return owned;
+    return strcasecmp(addr, s->auth_user) == 0 || reaches(s, local, domain, own_box);
 }
 
 bool sendas_owns_sender(const struct smtp_session *s, const struct smtp_path *p)
@@ -87,25 +103,13 @@ bool sendas_owns_from(const struct smtp_session *s)
 /* Does addr name a shared mailbox, itself or through an alias that reaches one? */
 static bool names_shared(const struct smtp_session *s, const char *addr)
 {
-    const struct tables *t = s->env->tables;
-    if (tables_is_shared(t, addr))
-        return true;
     char local[SMTP_LOCAL_MAX + 1];
     const char *at = strrchr(addr, '@');
     if (!at || (size_t)(at - addr) > SMTP_LOCAL_MAX)
         return false;
     memcpy(local, addr, (size_t)(at - addr));
     local[at - addr] = '\0';
-    char small[SMTP_SMALL_EXPANSION][TABLES_ADDR_MAX + 1];
-    char(*big)[TABLES_ADDR_MAX + 1] = NULL, (*boxes)[TABLES_ADDR_MAX + 1];
-    size_t n = 0;
-    bool shared = false;
-    if (!strpbrk(local, "%!@") &&
-        txn_lookup(s, local, at + 1, small, &big, &boxes, &n, NULL, 0) == TABLES_OK)
-        for (size_t i = 0; i < n && !shared; i++)
-            shared = tables_is_shared(t, boxes[i]);
-    free(big);
-    return shared;
+    return reaches(s, local, at + 1, shared_box);
 }
 
 /* Is the message written as a shared mailbox: its envelope sender or an author in From:? */
