@@ -524,14 +524,8 @@ static int parse_args(int argc, char **argv, struct acli *o, unsigned *given, in
             o->json = true;
             *given |= OPT_JSON;
             break;
-        case ':':
-            fprintf(stderr, "tern audit %s: %s needs a value; see tern audit --help\n", o->sub,
-                    argv[optind - 1]);
-            return EX_USAGE;
         default:
-            fprintf(stderr, "tern audit %s: unknown option %s; see tern audit --help\n", o->sub,
-                    argv[optind - 1]);
-            return EX_USAGE;
+            return cli_option_error("audit", o->sub, ch, argv[optind - 1]);
         }
     }
     *first_arg = optind;
@@ -593,23 +587,17 @@ static int find_files(struct acli *o, char **args, int nargs)
         }
         return 0;
     }
-    if (!o->config)
-        o->config = conf_default_path();
+    int status;
+    struct conf *c = cli_load_conf("audit", o->sub, &o->config, &status);
+    if (!c)
+        return status;
+    snprintf(o->dir, sizeof(o->dir), "%s/audit", c->data_dir);
+    conf_unref(c);
     char *err = malloc(ERRBUF_SIZE);
     if (!err) {
         fprintf(stderr, "tern audit %s: out of memory\n", o->sub);
         return EX_OSERR;
     }
-    struct conf *c = conf_load(o->config, err, ERRBUF_SIZE);
-    if (!c) {
-        fputs(err, stderr);
-        fprintf(stderr, "tern audit %s: %s does not load; fix the errors above first\n", o->sub,
-                o->config);
-        free(err);
-        return EX_CONFIG;
-    }
-    snprintf(o->dir, sizeof(o->dir), "%s/audit", c->data_dir);
-    conf_unref(c);
     int rc = 0;
     if (audit_series(o->dir, &o->files, &o->nfiles, err, ERRBUF_SIZE) == 0) {
         o->series = true;
@@ -636,39 +624,24 @@ static int find_files(struct acli *o, char **args, int nargs)
 
 int cli_audit(int argc, char **argv)
 {
-    if (argc < 2) {
-        fputs(usage, stderr);
-        return EX_USAGE;
-    }
-    if (cli_is_help(argv[1])) {
-        fputs(usage, stdout);
-        return 0;
-    }
-    const struct subcommand *sc = NULL;
-    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
-        if (strcmp(argv[1], subcommands[i].name) == 0)
-            sc = &subcommands[i];
-    if (!sc) {
-        fprintf(stderr, "tern audit: unknown subcommand '%s'; see tern audit --help\n", argv[1]);
-        return EX_USAGE;
-    }
+    int r;
+    const struct subcommand *sc =
+        cli_subcommand(argc, argv, "audit", usage, subcommands,
+                       sizeof(subcommands) / sizeof(subcommands[0]), sizeof(subcommands[0]), &r);
+    if (!sc)
+        return r;
     struct acli o = {.sub = sc->name};
     unsigned given = 0;
     int first = 0;
-    int r = parse_args(argc - 1, argv + 1, &o, &given, &first);
+    r = parse_args(argc - 1, argv + 1, &o, &given, &first);
     if (r == 1) {
         fputs(usage, stdout);
         return 0;
     }
-    if (r)
+    if (r || (r = cli_options_allowed("audit", sc->name, given, sc->allowed)))
         return r;
     char **args = argv + 1 + first;
     int nargs = argc - 1 - first;
-    if (given & ~sc->allowed) {
-        fprintf(stderr, "tern audit %s: takes only %s; see tern audit --help\n", sc->name,
-                sc->allowed ? "the options its usage line shows" : "-c CONFIG");
-        return EX_USAGE;
-    }
     if (nargs < sc->min || (sc->max >= 0 && nargs > sc->max)) {
         fprintf(stderr, "tern audit %s: %s; see tern audit --help\n", sc->name,
                 sc->max == 0 ? "takes no operands, only -c CONFIG"

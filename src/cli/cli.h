@@ -17,6 +17,21 @@ int cli_audit(int argc, char **argv);   /* tern audit verify|show|trace|rotate .
 /* Is s one of -h, --help? */
 int cli_is_help(const char *s);
 
+/* cli/front.c: the front door of a command with subcommands. */
+struct conf;
+/* Picks the row of table (n rows of size bytes, each beginning with its `const char *name`)
+ * that argv[1] names; prints usage and gives NULL when there is none or argv[1] asks for help
+ * (*status 0 then, EX_USAGE otherwise). */
+const void *cli_subcommand(int argc, char **argv, const char *cmd, const char *usage,
+                           const void *table, size_t n, size_t size, int *status);
+/* getopt_long's ':' (option without its value) or '?' for option: prints why, EX_USAGE. */
+int cli_option_error(const char *cmd, const char *sub, int ch, const char *option);
+/* 0 when every option given is allowed, else prints why and gives EX_USAGE. */
+int cli_options_allowed(const char *cmd, const char *sub, unsigned given, unsigned allowed);
+/* Loads *path (the default one when NULL, written back), printing the loader's errors;
+ * NULL with *status EX_CONFIG or EX_OSERR. */
+struct conf *cli_load_conf(const char *cmd, const char *sub, const char **path, int *status);
+
 /* Prints len bytes of s, which came from outside, for a terminal (cli/term.c): C0 controls and
  * DEL as \xNN, C1 and bidirectional controls (as UTF-8 encodes them) as \uNNNN, a backslash
  * doubled; other bytes, UTF-8 included, as they are. NUL bytes are shown, not ends. */

@@ -462,14 +462,8 @@ static int parse_args(int argc, char **argv, struct mbox_opts *o, unsigned *give
             o->json = true;
             *given |= OPT_JSON;
             break;
-        case ':':
-            fprintf(stderr, "tern mailbox %s: %s needs a value; see tern mailbox --help\n", o->sub,
-                    argv[optind - 1]);
-            return EX_USAGE;
         default:
-            fprintf(stderr, "tern mailbox %s: unknown option %s; see tern mailbox --help\n", o->sub,
-                    argv[optind - 1]);
-            return EX_USAGE;
+            return cli_option_error("mailbox", o->sub, ch, argv[optind - 1]);
         }
     }
     o->args = argv + optind;
@@ -479,37 +473,21 @@ static int parse_args(int argc, char **argv, struct mbox_opts *o, unsigned *give
 
 int cli_mailbox(int argc, char **argv)
 {
-    if (argc < 2) {
-        fputs(usage, stderr);
-        return EX_USAGE;
-    }
-    if (cli_is_help(argv[1])) {
-        fputs(usage, stdout);
-        return 0;
-    }
-    const struct subcommand *sc = NULL;
-    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
-        if (strcmp(argv[1], subcommands[i].name) == 0)
-            sc = &subcommands[i];
-    if (!sc) {
-        fprintf(stderr, "tern mailbox: unknown subcommand '%s'; see tern mailbox --help\n",
-                argv[1]);
-        return EX_USAGE;
-    }
+    int r;
+    const struct subcommand *sc =
+        cli_subcommand(argc, argv, "mailbox", usage, subcommands,
+                       sizeof(subcommands) / sizeof(subcommands[0]), sizeof(subcommands[0]), &r);
+    if (!sc)
+        return r;
     struct mbox_opts o = {.sub = sc->name};
     unsigned given = 0;
-    int r = parse_args(argc - 1, argv + 1, &o, &given);
+    r = parse_args(argc - 1, argv + 1, &o, &given);
     if (r == 1) {
         fputs(usage, stdout);
         return 0;
     }
-    if (r)
+    if (r || (r = cli_options_allowed("mailbox", sc->name, given, sc->allowed)))
         return r;
-    if (given & ~sc->allowed) {
-        fprintf(stderr, "tern mailbox %s: takes only %s; see tern mailbox --help\n", sc->name,
-                sc->allowed ? "the options its usage line shows" : "-c CONFIG");
-        return EX_USAGE;
-    }
     if (o.nargs < sc->min || (sc->max >= 0 && o.nargs > sc->max)) {
         fprintf(stderr, "tern mailbox %s: give %s%s; see tern mailbox --help\n", sc->name,
                 sc->operands, o.nargs < sc->min ? "" : ", nothing more");
@@ -526,20 +504,7 @@ int cli_mailbox(int argc, char **argv)
         r = mbox_take_addr(sc->name, o.args[i], addrs[i]);
         o.args[i] = addrs[i];
     }
-    if (!o.config)
-        o.config = conf_default_path();
-    char *err = r ? NULL : malloc(ERRBUF_SIZE);
-    struct conf *c = NULL;
-    if (!r && !err) {
-        fprintf(stderr, "tern mailbox %s: out of memory\n", sc->name);
-        r = EX_OSERR;
-    } else if (!r && !(c = conf_load(o.config, err, ERRBUF_SIZE))) {
-        fputs(err, stderr);
-        fprintf(stderr, "tern mailbox %s: %s does not load; fix the errors above first\n", sc->name,
-                o.config);
-        r = EX_CONFIG;
-    }
-    free(err);
+    struct conf *c = r ? NULL : cli_load_conf("mailbox", sc->name, &o.config, &r);
     if (c) {
         r = sc->run(&o, c);
         conf_unref(c);

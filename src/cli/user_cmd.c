@@ -535,14 +535,8 @@ static int parse_args(int argc, char **argv, struct user_opts *o)
             o->password_stdin = true;
             o->given |= OPT_PWSRC;
             break;
-        case ':':
-            fprintf(stderr, "tern user %s: %s needs a value; see tern user --help\n", o->sub,
-                    argv[optind - 1]);
-            return EX_USAGE;
         default:
-            fprintf(stderr, "tern user %s: unknown option %s; see tern user --help\n", o->sub,
-                    argv[optind - 1]);
-            return EX_USAGE;
+            return cli_option_error("user", o->sub, ch, argv[optind - 1]);
         }
     }
     if (optind < argc)
@@ -557,35 +551,20 @@ static int parse_args(int argc, char **argv, struct user_opts *o)
 
 int cli_user(int argc, char **argv)
 {
-    if (argc < 2) {
-        fputs(usage, stderr);
-        return EX_USAGE;
-    }
-    if (cli_is_help(argv[1])) {
-        fputs(usage, stdout);
-        return 0;
-    }
-    const struct subcommand *sc = NULL;
-    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
-        if (strcmp(argv[1], subcommands[i].name) == 0)
-            sc = &subcommands[i];
-    if (!sc) {
-        fprintf(stderr, "tern user: unknown subcommand '%s'; see tern user --help\n", argv[1]);
-        return EX_USAGE;
-    }
+    int r;
+    const struct subcommand *sc =
+        cli_subcommand(argc, argv, "user", usage, subcommands,
+                       sizeof(subcommands) / sizeof(subcommands[0]), sizeof(subcommands[0]), &r);
+    if (!sc)
+        return r;
     struct user_opts o = {.sub = sc->name};
-    int r = parse_args(argc - 1, argv + 1, &o);
+    r = parse_args(argc - 1, argv + 1, &o);
     if (r == 1) {
         fputs(usage, stdout);
         return 0;
     }
-    if (r)
+    if (r || (r = cli_options_allowed("user", sc->name, o.given, sc->allowed)))
         return r;
-    if (o.given & ~sc->allowed) {
-        fprintf(stderr, "tern user %s: takes only %s; see tern user --help\n", sc->name,
-                sc->allowed ? "the options its usage line shows" : "-c CONFIG");
-        return EX_USAGE;
-    }
     if (sc->takes_addr && !o.addr) {
         fprintf(stderr, "tern user %s: which user? give ADDR, like alice@example.org\n", sc->name);
         return EX_USAGE;
@@ -623,22 +602,9 @@ int cli_user(int argc, char **argv)
         }
         o.addr = addr;
     }
-    if (!o.config)
-        o.config = conf_default_path();
-    char *err = malloc(ERRBUF_SIZE);
-    if (!err) {
-        fprintf(stderr, "tern user %s: out of memory\n", sc->name);
-        return EX_OSERR;
-    }
-    struct conf *c = conf_load(o.config, err, ERRBUF_SIZE);
-    if (!c) {
-        fputs(err, stderr);
-        fprintf(stderr, "tern user %s: %s does not load; fix the errors above first\n", sc->name,
-                o.config);
-        free(err);
-        return EX_CONFIG;
-    }
-    free(err);
+    struct conf *c = cli_load_conf("user", sc->name, &o.config, &r);
+    if (!c)
+        return r;
     r = sc->run(&o, c);
     conf_unref(c);
     return r;
