@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "testfs.h"
+
 #include <fcntl.h>
 #include <ftw.h>
 #include <jansson.h>
@@ -42,11 +44,6 @@ struct fx {
     char err[1024];
 };
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
@@ -69,7 +66,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    testfs_rm_tree(f->dir);
     free(f);
     return 0;
 }

@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "testfs.h"
+
 #include <fcntl.h>
 #include <ftw.h>
 #include <jansson.h>
@@ -45,35 +47,6 @@ struct fx {
     char e[1024];
 };
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static void put(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    assert_int_equal(fclose(f), 0);
-}
-
-/* The whole of a file, NUL-terminated; *len without the NUL. */
-static char *slurp(const char *path, size_t *len)
-{
-    struct stat st;
-    FILE *f = fopen(path, "r");
-    assert_true(f && fstat(fileno(f), &st) == 0);
-    char *buf = malloc((size_t)st.st_size + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)st.st_size, f), (size_t)st.st_size);
-    fclose(f);
-    buf[st.st_size] = '\0';
-    if (len)
-        *len = (size_t)st.st_size;
-    return buf;
-}
-
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
@@ -89,12 +62,13 @@ static int setup(void **state)
     snprintf(f->offline, sizeof(f->offline), "%s/offline-first-key", f->dir);
     snprintf(f->outf, sizeof(f->outf), "%s/out", f->dir);
     snprintf(f->errf, sizeof(f->errf), "%s/err", f->dir);
-    put(f->conf, "[server]\ndomains = example.org\n[listen]\nsmtp = 127.0.0.1:2525\n");
+    testfs_put(f->conf, "[server]\ndomains = example.org\n[listen]\nsmtp = 127.0.0.1:2525\n");
     char path[192];
     snprintf(path, sizeof(path), "%s/users", f->dir);
-    put(path, "alice@example.org:{CRYPT}$y$j9T$abc$def::\nbob@example.org:{CRYPT}$y$j9T$a$d::\n");
+    testfs_put(path,
+               "alice@example.org:{CRYPT}$y$j9T$abc$def::\nbob@example.org:{CRYPT}$y$j9T$a$d::\n");
     snprintf(path, sizeof(path), "%s/aliases", f->dir);
-    put(path, "postmaster: alice\n");
+    testfs_put(path, "postmaster: alice\n");
     *state = f;
     return 0;
 }
@@ -102,7 +76,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    testfs_rm_tree(f->dir);
     free(f->out);
     free(f->err);
     free(f);
@@ -138,8 +112,8 @@ static int run(struct fx *f, ...)
     close(fe);
     free(f->out);
     free(f->err);
-    f->out = slurp(f->outf, NULL);
-    f->err = slurp(f->errf, NULL);
+    f->out = testfs_get(f->outf, NULL);
+    f->err = testfs_get(f->errf, NULL);
     return rc;
 }
 
@@ -568,7 +542,7 @@ static void test_show_json_and_times(void **state)
     struct fx *f = *state;
     write_log(f);
     size_t n1, n2;
-    char *old = slurp(f->old, &n1), *cur = slurp(f->log, &n2);
+    char *old = testfs_get(f->old, &n1), *cur = testfs_get(f->log, &n2);
     char *all = malloc(n1 + n2 + 1);
     assert_non_null(all);
     memcpy(all, old, n1);
@@ -713,7 +687,7 @@ static void test_rotate(void **state)
     assert_int_equal(audit_close(a, f->e, sizeof(f->e)), 0);
 
     assert_int_equal(run(f, "rotate", "extra", "-c", f->conf, NULL), 64);
-    nftw(f->adir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    testfs_rm_tree(f->adir);
     assert_int_equal(run(f, "rotate", "-c", f->conf, NULL), 66);
     HAS(f->err, "there is no audit log in ");
     assert_int_equal(run(f, "verify", "-c", f->conf, NULL), 66);
@@ -736,7 +710,7 @@ static void test_junk(void **state)
         fputc('{', fp);
     fputs("\n{\"seq\":1,\"ts\":\"x\"", fp); /* no newline at the end */
     fclose(fp);
-    put(empty, "");
+    testfs_put(empty, "");
     assert_int_equal(run(f, "verify", junk, NULL), 1);
     HAS(f->out, "junk.log:1: edited: not a record");
     assert_int_equal(run(f, "show", junk, NULL), 0);

@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "testfs.h"
+
 #include <ftw.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -312,11 +314,6 @@ static void test_key(void **state)
     rmdir(dir);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 /* The streaming verifier: the same verdict whatever the chunks, and garbage lines are
  * verdicts, not crashes. */
 static void test_verifier_chunks(void **state)
@@ -376,7 +373,7 @@ static void test_verifier_chunks(void **state)
     audit_verifier_feed(v, big, sizeof(big));
     audit_verifier_end_file(v);
     assert_int_equal(audit_verifier_finish(v), AUDIT_TRUNCATED);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    testfs_rm_tree(dir);
 }
 
 int main(void)

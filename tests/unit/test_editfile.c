@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "testfs.h"
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -30,25 +32,6 @@ struct fixture {
     char path[128];
     char lock[160];
 };
-
-static void put(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
-    assert_int_equal(fclose(f), 0);
-}
-
-static void assert_file(const char *path, const char *want)
-{
-    char got[4096] = "";
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    size_t n = fread(got, 1, sizeof(got) - 1, f);
-    got[n] = '\0';
-    fclose(f);
-    assert_string_equal(got, want);
-}
 
 /* How many entries the folder holds besides . and .. (a temporary file left behind shows). */
 static int entries(const char *dir)
@@ -150,7 +133,7 @@ static void test_lines(void **state)
 static void test_edit_keeps_mode(void **state)
 {
     struct fixture *fx = *state;
-    put(fx->path, "a\n");
+    testfs_put(fx->path, "a\n");
     assert_int_equal(chmod(fx->path, 0604), 0);
     mode_t old = umask(077);
     struct job j = {.append = "b\n"};
@@ -161,7 +144,7 @@ static void test_edit_keeps_mode(void **state)
     if (r != 0)
         fail_msg("%s", err);
     assert_int_equal(why, EDITFILE_OK);
-    assert_file(fx->path, "a\nb\n");
+    testfs_assert_file(fx->path, "a\nb\n");
     struct stat st;
     assert_int_equal(stat(fx->path, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0604);
@@ -173,7 +156,7 @@ static void test_edit_keeps_mode(void **state)
 static void test_unchanged_and_refused(void **state)
 {
     struct fixture *fx = *state;
-    put(fx->path, "a\n");
+    testfs_put(fx->path, "a\n");
     struct stat before, after;
     assert_int_equal(stat(fx->path, &before), 0);
     enum editfile_fail why;
@@ -187,7 +170,7 @@ static void test_unchanged_and_refused(void **state)
     assert_string_equal(err, "untouched"); /* the caller's reason, not ours */
     assert_int_equal(stat(fx->path, &after), 0);
     assert_int_equal(before.st_ino, after.st_ino);
-    assert_file(fx->path, "a\n");
+    testfs_assert_file(fx->path, "a\n");
     assert_int_equal(access(no.seen_tmp, F_OK), -1); /* the temporary file is gone */
     assert_int_equal(entries(fx->dir), 2);
 }
@@ -197,7 +180,7 @@ static void test_symlink(void **state)
     struct fixture *fx = *state;
     char real[160];
     snprintf(real, sizeof(real), "%s/things.real", fx->dir);
-    put(real, "a\n");
+    testfs_put(real, "a\n");
     assert_int_equal(symlink("things.real", fx->path), 0);
     struct job j = {.append = "b\n"};
     enum editfile_fail why;
@@ -207,7 +190,7 @@ static void test_symlink(void **state)
     struct stat st;
     assert_int_equal(lstat(fx->path, &st), 0);
     assert_true(S_ISLNK(st.st_mode));
-    assert_file(real, "a\nb\n");
+    testfs_assert_file(real, "a\nb\n");
     assert_string_equal(j.seen_path, real); /* and the lock sits beside the target */
     char lock[192];
     snprintf(lock, sizeof(lock), "%s.lock", real);
@@ -231,7 +214,7 @@ static void test_absent(void **state)
     umask(old);
     if (r != 0)
         fail_msg("%s", err);
-    assert_file(fx->path, "first\n");
+    testfs_assert_file(fx->path, "first\n");
     struct stat st;
     assert_int_equal(stat(fx->path, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0604);
@@ -253,7 +236,7 @@ static long long now_ms(void)
 static void test_lock_timeout(void **state)
 {
     struct fixture *fx = *state;
-    put(fx->path, "a\n");
+    testfs_put(fx->path, "a\n");
     int ready[2];
     assert_int_equal(pipe(ready), 0);
     pid_t pid = fork();
@@ -276,7 +259,7 @@ static void test_lock_timeout(void **state)
     assert_int_equal(why, EDITFILE_LOCKED);
     assert_non_null(strstr(err, "things.lock"));
     assert_non_null(strstr(err, "fuser"));
-    assert_file(fx->path, "a\n");
+    testfs_assert_file(fx->path, "a\n");
     /* once the other editor is gone (a crash, even), the lock is free */
     kill(pid, SIGKILL);
     int status;
@@ -285,7 +268,7 @@ static void test_lock_timeout(void **state)
     close(ready[1]);
     if (edit(fx, false, 300, &j, &why, err, sizeof(err)) != 0)
         fail_msg("%s", err);
-    assert_file(fx->path, "a\nb\n");
+    testfs_assert_file(fx->path, "a\nb\n");
 }
 
 static void test_invalid_reason(void **state)

@@ -10,6 +10,8 @@
 
 #include <cmocka.h>
 
+#include "testfs.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -31,18 +33,6 @@ struct fx {
     char id[MAILDIR_ID_MAX];
 };
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    if (flag == FTW_DP)
-        chmod(path, 0700); /* so a test that made something read-only can still be removed */
-    return remove(path);
-}
-
-static void rm_tree(const char *dir)
-{
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
@@ -60,7 +50,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    rm_tree(f->dir);
+    testfs_rm_tree(f->dir);
     free(f);
     return 0;
 }
@@ -391,7 +381,7 @@ static void test_cross_filesystem_copy(void **state)
         return;
     }
     if (stat(far, &there) != 0 || there.st_dev == here.st_dev) {
-        rm_tree(far);
+        testfs_rm_tree(far);
         skip();
         return;
     }
@@ -427,7 +417,7 @@ static void test_cross_filesystem_copy(void **state)
         sub_path(f, boxes[i], "tmp", dir, sizeof(dir));
         assert_int_equal(count_entries(dir, NULL, 0), 0);
     }
-    rm_tree(far);
+    testfs_rm_tree(far);
 }
 
 int main(void)

@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "testfs.h"
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -51,33 +53,6 @@ struct fixture {
     struct mboxfile mf;
 };
 
-static void put(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
-    assert_int_equal(fclose(f), 0);
-}
-
-static char *get(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    char *buf = calloc(1, 1 << 20);
-    assert_non_null(buf);
-    size_t n = fread(buf, 1, (1 << 20) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
-static void assert_file(const char *path, const char *want)
-{
-    char *got = get(path);
-    assert_string_equal(got, want);
-    free(got);
-}
-
 /* Loads the configuration again, as ternd would; the fixture's mf follows it. */
 static void reload(struct fixture *fx)
 {
@@ -99,12 +74,12 @@ static int setup(void **state)
     char path[128];
     snprintf(fx->conf, sizeof(fx->conf), "%s/tern.conf", fx->dir);
     snprintf(fx->mailboxes, sizeof(fx->mailboxes), "%s/mailboxes", fx->dir);
-    put(fx->conf, conf_text);
+    testfs_put(fx->conf, conf_text);
     snprintf(path, sizeof(path), "%s/users", fx->dir);
-    put(path, users_text);
+    testfs_put(path, users_text);
     snprintf(path, sizeof(path), "%s/aliases", fx->dir);
-    put(path, aliases_text);
-    put(fx->mailboxes, mailboxes_text);
+    testfs_put(path, aliases_text);
+    testfs_put(fx->mailboxes, mailboxes_text);
     reload(fx);
     *state = fx;
     return 0;
@@ -129,9 +104,9 @@ static void test_add(void **state)
     assert_int_equal(mboxfile_add(&fx->mf, "Team@Example.ORG", m, 4, 500ull << 20, &e), 0);
     /* the old last line gets its line end; nothing else changes; members as written, lowercased,
      * once each (alice@example.org is alice) */
-    assert_file(fx->mailboxes,
-                M_HEAD M_SALES "\n" M_COMMENT M_OPS
-                               "\nteam@example.org: alice, devs, carol@example.net quota=500M\n");
+    testfs_assert_file(fx->mailboxes, M_HEAD M_SALES
+                       "\n" M_COMMENT M_OPS
+                       "\nteam@example.org: alice, devs, carol@example.net quota=500M\n");
     reload(fx);
     const struct tables_user *u = tables_user(fx->c->tables, "team@example.org");
     assert_non_null(u);
@@ -180,7 +155,7 @@ static void test_add_refused(void **state)
         if (r != -1 || e.fail != cases[i].fail || !strstr(e.msg, cases[i].says))
             fail_msg("add %s %s: r=%d fail=%d msg=%s", cases[i].addr, cases[i].member, r,
                      (int)e.fail, e.msg);
-        assert_file(fx->mailboxes, mailboxes_text);
+        testfs_assert_file(fx->mailboxes, mailboxes_text);
     }
     /* the reason names the mailboxes file and its line, not the temporary file */
     const char *m[] = {"ghost"};
@@ -214,7 +189,7 @@ static void test_create(void **state)
     umask(077); /* the mode is the file's own, whatever the umask */
     assert_int_equal(mboxfile_add(&fx->mf, "sales@example.org", m, 1, 0, &e), 0);
     umask(022);
-    assert_file(fx->mailboxes, MBOXFILE_HEADER "sales@example.org: alice\n");
+    testfs_assert_file(fx->mailboxes, MBOXFILE_HEADER "sales@example.org: alice\n");
     struct stat st;
     assert_int_equal(stat(fx->mailboxes, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0640);
@@ -227,14 +202,14 @@ static void test_delete(void **state)
     struct fixture *fx = *state;
     struct mboxfile_err e;
     assert_int_equal(mboxfile_delete(&fx->mf, "Sales@example.org", &e), 0);
-    assert_file(fx->mailboxes, M_HEAD "\n" M_COMMENT M_OPS);
+    testfs_assert_file(fx->mailboxes, M_HEAD "\n" M_COMMENT M_OPS);
     /* a commented-out line is no mailbox */
     assert_int_equal(mboxfile_delete(&fx->mf, "team@example.org", &e), -1);
     assert_int_equal(e.fail, MBOXFILE_NOBOX);
     assert_int_equal(mboxfile_delete(&fx->mf, "alice@example.org", &e), -1);
     assert_int_equal(e.fail, MBOXFILE_NOBOX);
     assert_int_equal(mboxfile_delete(&fx->mf, "ops@example.net", &e), 0);
-    assert_file(fx->mailboxes, M_HEAD "\n" M_COMMENT);
+    testfs_assert_file(fx->mailboxes, M_HEAD "\n" M_COMMENT);
     reload(fx);
     assert_int_equal(tables_nshared(fx->c->tables), 0);
 }
@@ -251,20 +226,20 @@ static void test_members(void **state)
     static const char after_add[] =
         M_HEAD "  sales@example.org:alice,bob@example.org, admin   # the sales team\r\n"
                "\n" M_COMMENT M_OPS;
-    assert_file(fx->mailboxes, after_add);
+    testfs_assert_file(fx->mailboxes, after_add);
     assert_int_equal(mboxfile_add_members(&fx->mf, "sales@example.org", add, 2, &changed, &e), 0);
     assert_false(changed);
-    assert_file(fx->mailboxes, after_add);
+    testfs_assert_file(fx->mailboxes, after_add);
     const char *ghost[] = {"ghost"};
     assert_int_equal(mboxfile_add_members(&fx->mf, "sales@example.org", ghost, 1, &changed, &e),
                      -1);
     assert_int_equal(e.fail, MBOXFILE_INVALID);
-    assert_file(fx->mailboxes, after_add);
+    testfs_assert_file(fx->mailboxes, after_add);
 
     const char *del[] = {"bob", "Admin@Example.org"};
     assert_int_equal(mboxfile_del_members(&fx->mf, "sales@example.org", del, 2, &e), 0);
-    assert_file(fx->mailboxes,
-                M_HEAD "  sales@example.org:alice   # the sales team\r\n\n" M_COMMENT M_OPS);
+    testfs_assert_file(fx->mailboxes,
+                       M_HEAD "  sales@example.org:alice   # the sales team\r\n\n" M_COMMENT M_OPS);
     const char *last[] = {"alice"};
     assert_int_equal(mboxfile_del_members(&fx->mf, "sales@example.org", last, 1, &e), -1);
     assert_int_equal(e.fail, MBOXFILE_BAD);
@@ -275,15 +250,15 @@ static void test_members(void **state)
     assert_non_null(strstr(e.msg, "not a member"));
     assert_int_equal(mboxfile_del_members(&fx->mf, "nobox@example.org", notone, 1, &e), -1);
     assert_int_equal(e.fail, MBOXFILE_NOBOX);
-    assert_file(fx->mailboxes,
-                M_HEAD "  sales@example.org:alice   # the sales team\r\n\n" M_COMMENT M_OPS);
+    testfs_assert_file(fx->mailboxes,
+                       M_HEAD "  sales@example.org:alice   # the sales team\r\n\n" M_COMMENT M_OPS);
 
     /* the quota word stays, after the members */
     const char *dave[] = {"alice@example.org"};
     assert_int_equal(mboxfile_add_members(&fx->mf, "ops@example.net", dave, 1, &changed, &e), 0);
-    assert_file(fx->mailboxes,
-                M_HEAD "  sales@example.org:alice   # the sales team\r\n\n" M_COMMENT
-                       "ops@example.net: quota=1M carol@example.net, alice@example.org");
+    testfs_assert_file(fx->mailboxes,
+                       M_HEAD "  sales@example.org:alice   # the sales team\r\n\n" M_COMMENT
+                              "ops@example.net: quota=1M carol@example.net, alice@example.org");
     reload(fx);
     assert_int_equal(tables_user(fx->c->tables, "ops@example.net")->quota, 1 << 20);
     assert_true(tables_is_member(fx->c->tables, "ops@example.net", "alice@example.org"));
@@ -296,18 +271,19 @@ static void test_quota(void **state)
     bool changed = false;
     assert_int_equal(mboxfile_set_quota(&fx->mf, "sales@example.org", 3ull << 30, &changed, &e), 0);
     assert_true(changed);
-    assert_file(fx->mailboxes, M_HEAD "  sales@example.org:alice,bob@example.org quota=3G   # "
-                                      "the sales team\r\n\n" M_COMMENT M_OPS);
+    testfs_assert_file(fx->mailboxes,
+                       M_HEAD "  sales@example.org:alice,bob@example.org quota=3G   # "
+                              "the sales team\r\n\n" M_COMMENT M_OPS);
     assert_int_equal(mboxfile_set_quota(&fx->mf, "sales@example.org", 3ull << 30, &changed, &e), 0);
     assert_false(changed);
     assert_int_equal(mboxfile_set_quota(&fx->mf, "sales@example.org", 0, &changed, &e), 0);
     assert_true(changed);
-    assert_file(fx->mailboxes, mailboxes_text);
+    testfs_assert_file(fx->mailboxes, mailboxes_text);
     assert_int_equal(mboxfile_set_quota(&fx->mf, "sales@example.org", 0, &changed, &e), 0);
     assert_false(changed);
     assert_int_equal(mboxfile_set_quota(&fx->mf, "ops@example.net", 1500, &changed, &e), 0);
-    assert_file(fx->mailboxes, M_HEAD M_SALES "\n" M_COMMENT "ops@example.net: quota=1500 "
-                                              "carol@example.net");
+    testfs_assert_file(fx->mailboxes, M_HEAD M_SALES "\n" M_COMMENT "ops@example.net: quota=1500 "
+                                                     "carol@example.net");
     reload(fx);
     assert_int_equal(tables_user(fx->c->tables, "ops@example.net")->quota, 1500);
     assert_int_equal(mboxfile_set_quota(&fx->mf, "bob@example.org", 5, &changed, &e), -1);
@@ -336,7 +312,7 @@ static void test_lock_timeout(void **state)
     assert_int_equal(mboxfile_add(&fx->mf, "team@example.org", m, 1, 0, &e), -1);
     assert_int_equal(e.fail, MBOXFILE_LOCKED);
     assert_non_null(strstr(e.msg, "mailboxes.lock"));
-    assert_file(fx->mailboxes, mailboxes_text);
+    testfs_assert_file(fx->mailboxes, mailboxes_text);
     close(fd); /* released: the next edit goes through */
     assert_int_equal(mboxfile_add(&fx->mf, "team@example.org", m, 1, 0, &e), 0);
 }
@@ -355,11 +331,11 @@ static void test_user_del_refused(void **state)
     assert_int_equal(ue.fail, USERFILE_INVALID);
     assert_non_null(strstr(ue.msg, "ops@example.net"));
     assert_non_null(strstr(ue.msg, "mailboxes:5"));
-    assert_file(users, users_text);
+    testfs_assert_file(users, users_text);
     /* sales names bob directly: that member would be nobody */
     assert_int_equal(userfile_delete(&uf, "bob@example.org", &ue), -1);
     assert_non_null(strstr(ue.msg, "sales@example.org"));
-    assert_file(users, users_text);
+    testfs_assert_file(users, users_text);
     struct mboxfile_err e;
     assert_int_equal(mboxfile_delete(&fx->mf, "ops@example.net", &e), 0);
     assert_int_equal(userfile_delete(&uf, "carol@example.net", &ue), 0);

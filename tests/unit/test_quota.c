@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "testfs.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -36,11 +38,6 @@ struct fx {
     char path[128];
     char err[512];
 };
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
 
 static int setup(void **state)
 {
@@ -67,7 +64,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    testfs_rm_tree(f->dir);
     free(f);
     return 0;
 }
@@ -594,7 +591,7 @@ static void test_recalc(void **state)
     /* No tmp/: the temporary file goes beside maildirsize, and nothing is left behind. */
     char tmp[128];
     snprintf(tmp, sizeof(tmp), "%s/tmp", f->dir);
-    nftw(tmp, rm_entry, 4, FTW_DEPTH | FTW_PHYS);
+    testfs_rm_tree(tmp);
     assert_int_equal(quota_recalc(f->dir, 0, &u, f->err, sizeof(f->err)), 0);
     assert_int_equal(u.bytes, want);
     assert_int_equal(count_prefixed(f->dir, QUOTA_FILE), 1);

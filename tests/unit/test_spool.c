@@ -10,6 +10,8 @@
 
 #include <cmocka.h>
 
+#include "testfs.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -33,16 +35,6 @@ struct fx {
     char id[96];
 };
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static void rm_tree(const char *dir)
-{
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
@@ -60,7 +52,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    rm_tree(f->dir);
+    testfs_rm_tree(f->dir);
     free(f);
     return 0;
 }

@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "testfs.h"
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -57,33 +59,6 @@ struct fixture {
     struct userfile uf;
 };
 
-static void put(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
-    assert_int_equal(fclose(f), 0);
-}
-
-static char *get(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    char *buf = calloc(1, 1 << 20);
-    assert_non_null(buf);
-    size_t n = fread(buf, 1, (1 << 20) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
-static void assert_file(const char *path, const char *want)
-{
-    char *got = get(path);
-    assert_string_equal(got, want);
-    free(got);
-}
-
 /* Loads the configuration again, as ternd would; the fixture's uf follows it. */
 static void reload(struct fixture *fx)
 {
@@ -105,10 +80,10 @@ static int setup(void **state)
     char path[128];
     snprintf(fx->conf, sizeof(fx->conf), "%s/tern.conf", fx->dir);
     snprintf(fx->users, sizeof(fx->users), "%s/users", fx->dir);
-    put(fx->conf, conf_text);
-    put(fx->users, users_text);
+    testfs_put(fx->conf, conf_text);
+    testfs_put(fx->users, users_text);
     snprintf(path, sizeof(path), "%s/aliases", fx->dir);
-    put(path, aliases_text);
+    testfs_put(path, aliases_text);
     reload(fx);
     *state = fx;
     return 0;
@@ -131,12 +106,14 @@ static void test_add(void **state)
     struct userfile_err e;
     assert_int_equal(userfile_add(&fx->uf, "Alice@Example.ORG", H2, "Alice Liddell", true, &e), 0);
     /* the old last line gets its line end; nothing else changes */
-    assert_file(fx->users, L_HEAD L_ADMIN L_COMMENT L_BOB
-                "\n" L_CAROL L_DAVE L_ERIN "\nalice@example.org:" H2 ":::Alice Liddell:::admin\n");
+    testfs_assert_file(fx->users, L_HEAD L_ADMIN L_COMMENT L_BOB "\n" L_CAROL L_DAVE L_ERIN
+                                                                 "\nalice@example.org:" H2
+                                                                 ":::Alice Liddell:::admin\n");
     assert_int_equal(userfile_add(&fx->uf, "zed@example.net", H, "", false, &e), 0);
-    assert_file(fx->users, L_HEAD L_ADMIN L_COMMENT L_BOB
-                "\n" L_CAROL L_DAVE L_ERIN "\nalice@example.org:" H2 ":::Alice Liddell:::admin\n"
-                "zed@example.net:" H "::::::\n");
+    testfs_assert_file(fx->users, L_HEAD L_ADMIN L_COMMENT L_BOB "\n" L_CAROL L_DAVE L_ERIN
+                                                                 "\nalice@example.org:" H2
+                                                                 ":::Alice Liddell:::admin\n"
+                                                                 "zed@example.net:" H "::::::\n");
     reload(fx);
     const struct tables_user *u = tables_user(fx->c->tables, "alice@example.org");
     assert_non_null(u);
@@ -180,7 +157,7 @@ static void test_add_refused(void **state)
         int r = userfile_add(&fx->uf, cases[i].addr, cases[i].pw, cases[i].name, false, &e);
         if (r != -1 || e.fail != cases[i].fail || !strstr(e.msg, cases[i].says))
             fail_msg("add %s: r=%d fail=%d msg=%s", cases[i].addr, r, (int)e.fail, e.msg);
-        assert_file(fx->users, users_text);
+        testfs_assert_file(fx->users, users_text);
     }
     /* the reason names the users file, not the temporary one */
     assert_int_equal(userfile_add(&fx->uf, "new@example.org", "{PLAIN}x", "", false, &e), -1);
@@ -205,19 +182,21 @@ static void test_set_password(void **state)
     struct fixture *fx = *state;
     struct userfile_err e;
     assert_int_equal(userfile_set_password(&fx->uf, "bob@EXAMPLE.org", H2, &e), 0);
-    assert_file(fx->users, L_HEAD L_ADMIN L_COMMENT
-                "Bob@Example.org:" H2 ":1000:1000:Bob B:/home/bob:/bin/sh:moved=bob@elsewhere.com "
-                "quota_rule=*:storage=1G\n"
-                "\n" L_CAROL L_DAVE L_ERIN);
+    testfs_assert_file(fx->users, L_HEAD L_ADMIN L_COMMENT
+                       "Bob@Example.org:" H2
+                       ":1000:1000:Bob B:/home/bob:/bin/sh:moved=bob@elsewhere.com "
+                       "quota_rule=*:storage=1G\n"
+                       "\n" L_CAROL L_DAVE L_ERIN);
     /* CRLF stays */
     assert_int_equal(userfile_set_password(&fx->uf, "carol@example.net", H2, &e), 0);
     /* an empty password field gets one */
     assert_int_equal(userfile_set_password(&fx->uf, "dave@example.org", H2, &e), 0);
-    assert_file(fx->users, L_HEAD L_ADMIN L_COMMENT
-                "Bob@Example.org:" H2 ":1000:1000:Bob B:/home/bob:/bin/sh:moved=bob@elsewhere.com "
-                "quota_rule=*:storage=1G\n"
-                "\ncarol@example.net:" H2 ":::Carol:::\r\n"
-                "dave@example.org:" H2 "\n" L_ERIN);
+    testfs_assert_file(fx->users, L_HEAD L_ADMIN L_COMMENT
+                       "Bob@Example.org:" H2
+                       ":1000:1000:Bob B:/home/bob:/bin/sh:moved=bob@elsewhere.com "
+                       "quota_rule=*:storage=1G\n"
+                       "\ncarol@example.net:" H2 ":::Carol:::\r\n"
+                       "dave@example.org:" H2 "\n" L_ERIN);
     assert_int_equal(userfile_set_password(&fx->uf, "nobody@example.org", H2, &e), -1);
     assert_int_equal(e.fail, USERFILE_NOUSER);
     /* "Example.org" has the domain, not this user: a prefix match would be wrong */
@@ -238,17 +217,17 @@ static void test_delete(void **state)
     assert_int_equal(e.fail, USERFILE_INVALID);
     if (!strstr(e.msg, "would no longer load") || !strstr(e.msg, "/aliases:"))
         fail_msg("%s", e.msg);
-    assert_file(fx->users, users_text);
+    testfs_assert_file(fx->users, users_text);
     assert_int_equal(userfile_delete(&fx->uf, "admin@example.org", &e), -1);
     assert_int_equal(e.fail, USERFILE_INVALID);
-    assert_file(fx->users, users_text);
+    testfs_assert_file(fx->users, users_text);
 
     assert_int_equal(userfile_delete(&fx->uf, "dave@example.org", &e), 0);
-    assert_file(fx->users, L_HEAD L_ADMIN L_COMMENT L_BOB "\n" L_CAROL L_ERIN);
+    testfs_assert_file(fx->users, L_HEAD L_ADMIN L_COMMENT L_BOB "\n" L_CAROL L_ERIN);
     assert_int_equal(userfile_delete(&fx->uf, "erin@example.org", &e), 0);
-    assert_file(fx->users, L_HEAD L_ADMIN L_COMMENT L_BOB "\n" L_CAROL);
+    testfs_assert_file(fx->users, L_HEAD L_ADMIN L_COMMENT L_BOB "\n" L_CAROL);
     assert_int_equal(userfile_delete(&fx->uf, "bob@example.org", &e), 0);
-    assert_file(fx->users, L_HEAD L_ADMIN L_COMMENT "\n" L_CAROL);
+    testfs_assert_file(fx->users, L_HEAD L_ADMIN L_COMMENT "\n" L_CAROL);
     assert_int_equal(userfile_delete(&fx->uf, "bob@example.org", &e), -1);
     assert_int_equal(e.fail, USERFILE_NOUSER);
     reload(fx);
@@ -275,7 +254,7 @@ static void test_lock_unlock(void **state)
                "\ncarol@example.net:" H ":::Carol:::nologin\r\n"
                "dave@example.org:::::::nologin\n"
                "erin@example.org:" H "::::::nologin";
-    assert_file(fx->users, locked);
+    testfs_assert_file(fx->users, locked);
     reload(fx);
     for (size_t i = 0; i < tables_nusers(fx->c->tables); i++)
         assert_true(tables_user_at(fx->c->tables, i)->locked);
@@ -286,7 +265,7 @@ static void test_lock_unlock(void **state)
     assert_false(changed);
     assert_int_equal(stat(fx->users, &after), 0);
     assert_int_equal(before.st_ino, after.st_ino);
-    assert_file(fx->users, locked);
+    testfs_assert_file(fx->users, locked);
 
     const char *const all[] = {"bob@example.org", "admin@example.org", "carol@example.net",
                                "dave@example.org", "erin@example.org"};
@@ -295,18 +274,19 @@ static void test_lock_unlock(void **state)
         assert_true(changed);
     }
     /* back as it was, but for dave's colons */
-    assert_file(fx->users,
-                L_HEAD L_ADMIN L_COMMENT L_BOB "\n" L_CAROL "dave@example.org:::::::\n" L_ERIN);
+    testfs_assert_file(fx->users, L_HEAD L_ADMIN L_COMMENT L_BOB
+                       "\n" L_CAROL "dave@example.org:::::::\n" L_ERIN);
     assert_int_equal(userfile_unlock(&fx->uf, "bob@example.org", &changed, &e), 0);
     assert_false(changed);
     assert_int_equal(userfile_lock(&fx->uf, "nobody@example.org", &changed, &e), -1);
     assert_int_equal(e.fail, USERFILE_NOUSER);
 
     /* Dovecot's nologin=value and other fields: only nologin goes */
-    put(fx->users, L_ADMIN L_CAROL "x@example.org:" H ":::::::a=1  NOLOGIN=y\tb=2 nologin\n");
+    testfs_put(fx->users,
+               L_ADMIN L_CAROL "x@example.org:" H ":::::::a=1  NOLOGIN=y\tb=2 nologin\n");
     assert_int_equal(userfile_unlock(&fx->uf, "x@example.org", &changed, &e), 0);
     assert_true(changed);
-    assert_file(fx->users, L_ADMIN L_CAROL "x@example.org:" H ":::::::a=1 b=2\n");
+    testfs_assert_file(fx->users, L_ADMIN L_CAROL "x@example.org:" H ":::::::a=1 b=2\n");
 }
 
 static void test_mode_and_owner(void **state)
@@ -339,7 +319,7 @@ static void test_symlink(void **state)
     struct stat st;
     assert_int_equal(lstat(fx->users, &st), 0);
     assert_true(S_ISLNK(st.st_mode)); /* the link stays; its target changed */
-    char *got = get(real);
+    char *got = testfs_get(real, NULL);
     assert_non_null(strstr(got, "new@example.org:"));
     free(got);
 }
@@ -383,7 +363,7 @@ static void test_concurrent(void **state)
             assert_non_null(tables_user(fx->c->tables, addr));
         }
     /* and the lines that were there are there, unchanged, first */
-    char *got = get(fx->users);
+    char *got = testfs_get(fx->users, NULL);
     assert_memory_equal(got, users_text, strlen(users_text));
     free(got);
 }
@@ -401,7 +381,7 @@ static void test_lock_timeout(void **state)
     assert_int_equal(userfile_add(&fx->uf, "new@example.org", H, "", false, &e), -1);
     assert_int_equal(e.fail, USERFILE_LOCKED);
     assert_non_null(strstr(e.msg, "users.lock"));
-    assert_file(fx->users, users_text);
+    testfs_assert_file(fx->users, users_text);
     close(fd);
     assert_int_equal(userfile_add(&fx->uf, "new@example.org", H, "", false, &e), 0);
 }
