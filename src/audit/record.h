@@ -3,7 +3,8 @@
  *
  *   {"seq":N,"ts":"YYYY-MM-DDTHH:MM:SS.uuuuuuZ","epoch":E,"event":"NAME",FIELDS...,"mac":"HEX"}
  *
- * compact, pure ASCII (jansson escapes quotes, controls, NULs and everything past 0x7e), keys in
+ * compact, ASCII (jansson escapes quotes, C0 controls, NULs and everything past 0x7f; DEL itself
+ * stays raw, so readers such as `tern audit show` escape it for terminals), keys in
  * exactly that order, the event's own fields in the order the caller added them, mac always
  * last. The MAC'd ("canonical") bytes are the line as stored up to, not including, its final
  * ,"mac":" member: the line is always CANONICAL + ,"mac":"<64 hex>"} + "\n". So a verifier
