@@ -12,6 +12,7 @@
 #include "conf/config.h"
 #include "net/server.h"
 #include "util/log.h"
+#include "util/version.h"
 
 #define EX_USAGE 64
 #define EX_SOFTWARE 70
@@ -109,7 +110,7 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         case 'V':
-            printf("ternd 0.1\n");
+            printf("ternd %s\n", TERN_VERSION);
             return 0;
         default:
             usage(stderr);

@@ -19,8 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const section_names[SEC_COUNT] = {"server", "listen", "limits",
-                                                     "policy", "tls",    "auth"};
+static const char *const section_names[SEC_COUNT] = {"server", "listen", "limits", "policy",
+                                                     "tls",    "auth",   "audit"};
 
 #define F(field) offsetof(struct conf, field)
 
@@ -57,6 +57,10 @@ const struct key conf_keys[CONF_NKEYS] = {
     {SEC_AUTH, "plaintext", K_PLAINTEXT, false, 0, 0, 0, 0},
     {SEC_AUTH, "max_failures", K_COUNT, false, F(auth_max_failures), 1, 1000000, 0},
     {SEC_AUTH, "window", K_SECONDS, false, F(auth_window), 1, 86400, 0},
+    {SEC_AUDIT, "enabled", K_BOOL, false, F(audit_enabled), 0, 0, 0},
+    {SEC_AUDIT, "syslog", K_BOOL, false, F(audit_syslog), 0, 0, 0},
+    {SEC_AUDIT, "epoch", K_SECONDS, false, F(audit_epoch), 60, 86400, 0},
+    {SEC_AUDIT, "max_size", K_SIZE, false, F(audit_max_size), 0, 0, 0},
 };
 
 _Static_assert(sizeof(conf_keys) / sizeof(conf_keys[0]) == CONF_NKEYS,
@@ -553,6 +557,9 @@ struct conf *conf_load(const char *file, char *err, size_t errlen)
         .auth_max_failures = 5,
         .auth_window = 600,
         .sender_header = true,
+        .audit_enabled = true,
+        .audit_epoch = 900,
+        .audit_max_size = 256u << 20,
     };
     snprintf(c->path, sizeof(c->path), "%s", file);
     l->c = c;

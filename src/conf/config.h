@@ -87,6 +87,12 @@ struct conf {
     size_t auth_max_failures;     /* max_failures (default 5) per IP and per user in window */
     int auth_window;              /* window seconds (default 600) */
 
+    /* [audit] */
+    bool audit_enabled;      /* enabled = yes (default): ternd keeps DATA_DIR/audit/audit.log */
+    bool audit_syslog;       /* syslog = yes: each record is copied to syslog (LOG_MAIL) too */
+    int audit_epoch;         /* epoch seconds (default 900): the key evolves this often */
+    uint64_t audit_max_size; /* max_size (default 256M; 0 = never): rotate past this size */
+
     struct tables *tables; /* domains + users + aliases, owned */
 };
 

@@ -9,7 +9,7 @@
 
 #include "conf/config.h"
 
-#define CONF_NKEYS 32 /* entries of conf_keys[] (checked in config.c) */
+#define CONF_NKEYS 36 /* entries of conf_keys[] (checked in config.c) */
 
 #define MAX_DOMAINS 1024
 
@@ -20,6 +20,7 @@ enum section {
     SEC_POLICY,
     SEC_TLS,
     SEC_AUTH,
+    SEC_AUDIT,
     SEC_COUNT,
     SEC_NONE
 };

@@ -20,6 +20,7 @@
 
 #include "auth/sasl.h"
 #include "auth/throttle.h"
+#include "net/conn_priv.h"
 #include "net/server.h"
 #include "net/tls.h"
 #include "smtp/session.h"
@@ -29,50 +30,6 @@
 #include "store/usage.h"
 #include "util/log.h"
 #include "work/pool.h"
-
-#define CONN_IN_HIGH (256 * 1024)   /* stop reading while this much input is unprocessed */
-#define CONN_OUT_HIGH (1024 * 1024) /* stop processing while the client is not reading */
-
-struct conn {
-    struct server *srv;
-    struct conn *prev, *next;
-    struct bufferevent *bev;
-    struct conf *conf;
-    struct smtp_env env;
-    struct smtp_session *s; /* NULL until an smtps handshake is done */
-    enum conf_listener_kind kind;
-    int family;
-    unsigned char addr[16];
-    char ip[INET6_ADDRSTRLEN];
-    int port;
-    char tls_info[160];
-    struct maildir_msg *msg;
-    struct spool_msg *spool;
-    struct sasl_conn *sasl;
-    bool busy;            /* a job (commit or SASL step) is on the worker pool */
-    bool dead;            /* the socket is gone: free when the job comes back */
-    bool handshaking;     /* TLS handshake under way */
-    struct event *hold;   /* delays the reply to a failed AUTH */
-    struct event *linger; /* waits for the last reply to leave before closing */
-    int linger_ticks;
-    struct smtp_result held; /* that reply */
-    time_t started;
-};
-
-enum job_kind { JOB_COMMIT, JOB_AUTH };
-
-struct job {
-    struct conn *c;
-    enum job_kind kind;
-    enum deliver_status status;      /* COMMIT */
-    char which[TABLES_ADDR_MAX + 1]; /* COMMIT: the full mailbox */
-    const struct smtp_txn *txn;      /* COMMIT: read-only while the request is pending */
-    char err[256];
-    char *in;  /* AUTH: the client's response, or NULL */
-    char *out; /* AUTH: the challenge */
-    enum sasl_status st;
-    char user[TABLES_ADDR_MAX + 1];
-};
 
 static void conn_drive(struct conn *c);
 static void read_cb(struct bufferevent *bev, void *arg);
@@ -122,6 +79,9 @@ static void conn_free(struct conn *c)
         c->dead = true;
         return;
     }
+    conn_audit_disconnect(c);
+    json_decref(c->rcpts);
+    EVP_MD_CTX_free(c->sha);
     if (c->s) {
         struct smtp_stats st;
         smtp_session_stats(c->s, &st);
@@ -194,11 +154,13 @@ static void flush(struct conn *c)
 {
     const char *out;
     size_t n = smtp_session_pending_output(c->s, &out);
-    if (n > 0 && bufferevent_write(c->bev, out, n) == 0)
+    if (n > 0 && bufferevent_write(c->bev, out, n) == 0) {
         smtp_session_output_sent(c->s, n);
+        c->bytes_out += n;
+    }
 }
 
-static void fail_result(struct smtp_result *r, int code, const char *enh, const char *text)
+void conn_fail_result(struct smtp_result *r, int code, const char *enh, const char *text)
 {
     r->ok = false;
     r->code = code;
@@ -207,7 +169,7 @@ static void fail_result(struct smtp_result *r, int code, const char *enh, const 
 }
 
 /* Hands a job to the pool; the connection waits (reads nothing) until it is done. */
-static bool submit(struct conn *c, struct job *j, pool_fn run, pool_fn done)
+bool conn_submit(struct conn *c, struct job *j, pool_fn run, pool_fn done)
 {
     j->c = c; /* before submitting: a worker may start on it at once */
     if (pool_submit(c->srv->pool, run, done, j) != 0)
@@ -218,7 +180,7 @@ static bool submit(struct conn *c, struct job *j, pool_fn run, pool_fn done)
 }
 
 /* A job is back on the loop: resume the session unless the client has gone. */
-static bool job_back(struct conn *c)
+bool conn_job_back(struct conn *c)
 {
     c->busy = false;
     if (c->dead) {
@@ -228,7 +190,7 @@ static bool job_back(struct conn *c)
     return true;
 }
 
-static void resume(struct conn *c, const struct smtp_result *r)
+void conn_resume(struct conn *c, const struct smtp_result *r)
 {
     smtp_session_resume(c->s, r);
     bufferevent_enable(c->bev, EV_READ);
@@ -245,6 +207,11 @@ static void commit_run(void *arg)
     j->status = deliver_commit(c->conf->data_dir, c->conf->tables, c->msg, c->spool,
                                (const char(*)[TABLES_ADDR_MAX + 1]) t->mailboxes, t->nmailboxes,
                                j->which, sizeof j->which, j->err, sizeof j->err);
+    if (j->status == DELIVER_OK && j->rec) {
+        /* the record is durable before the 250, in the same batch of fsyncs as its neighbours */
+        j->audit_failed = conn_audit_commit(c, j->rec, j->err, sizeof j->err) != 0;
+        j->rec = NULL;
+    }
 }
 
 static void commit_done(void *arg)
@@ -253,7 +220,18 @@ static void commit_done(void *arg)
     struct conn *c = j->c;
     struct smtp_result r = {.ok = j->status == DELIVER_OK};
     const struct smtp_txn *t = smtp_session_request(c->s)->txn;
-    if (j->status == DELIVER_OK)
+    json_decref(j->rec); /* not consumed when the commit failed */
+    if (j->status == DELIVER_OK && j->audit_failed) {
+        /* stored, but unrecorded: refuse, so that the client keeps the message and tries again
+         * (the recipients may then get it twice; nobody loses it, and nothing goes unrecorded) */
+        log_err("message %s from <%s> (%s) was stored but the audit log could not record it: "
+                "%s; mail is refused until the audit log works again (fix the disk, restart "
+                "ternd)",
+                c->msg_id, t->from, c->ip, j->err);
+        conn_fail_result(&r, 451, "4.3.0",
+                         "Local error in processing: could not record the message, try again "
+                         "later");
+    } else if (j->status == DELIVER_OK)
         log_info("accepted %s from <%s> via %s%s%s: %zu recipients, %zu mailboxes, %zu queued, "
                  "%zu bytes",
                  c->ip, t->from, c->kind == LISTEN_SUBMISSION ? "submission" : "smtp",
@@ -261,20 +239,22 @@ static void commit_done(void *arg)
                  c->msg ? maildir_size(c->msg) : 0);
     else if (j->status == DELIVER_FULL) {
         log_info("refused message from <%s> (%s): mailbox %s is full", t->from, c->ip, j->which);
-        fail_result(&r, 552, "5.2.2", "Mailbox full: the message does not fit in the quota");
+        conn_fail_result(&r, 552, "5.2.2", "Mailbox full: the message does not fit in the quota");
     } else {
         log_err("could not store message from <%s> (%s): %s", t->from, c->ip, j->err);
-        fail_result(&r, 451, "4.3.0",
-                    "Local error in processing: message not stored, try "
-                    "again later");
+        conn_fail_result(&r, 451, "4.3.0",
+                         "Local error in processing: message not stored, try "
+                         "again later");
     }
     maildir_free(c->msg);
     c->msg = NULL;
     spool_free(c->spool);
     c->spool = NULL;
+    EVP_MD_CTX_free(c->sha);
+    c->sha = NULL;
     free(j);
-    if (job_back(c))
-        resume(c, &r);
+    if (conn_job_back(c))
+        conn_resume(c, &r);
 }
 
 static void store_begin(struct conn *c, const struct smtp_request *q, struct smtp_result *r)
@@ -284,7 +264,7 @@ static void store_begin(struct conn *c, const struct smtp_request *q, struct smt
     size_t n = t->nmailboxes > t->nforeign ? t->nmailboxes : t->nforeign;
     const char **list = calloc(n ? n : 1, sizeof *list);
     if (!list) {
-        fail_result(r, 451, "4.3.0", "Out of memory, try again later");
+        conn_fail_result(r, 451, "4.3.0", "Out of memory, try again later");
         return;
     }
     if (t->nforeign) {
@@ -294,6 +274,7 @@ static void store_begin(struct conn *c, const struct smtp_request *q, struct smt
                                sizeof r->id, err, sizeof err);
         if (!c->spool)
             log_err("could not open a queue file: %s", err);
+        snprintf(c->spool_id, sizeof c->spool_id, "%s", c->spool ? r->id : "");
     }
     if (t->nmailboxes && (c->spool || !t->nforeign)) {
         for (size_t i = 0; i < t->nmailboxes; i++)
@@ -309,7 +290,19 @@ static void store_begin(struct conn *c, const struct smtp_request *q, struct smt
         c->spool = NULL;
         maildir_free(c->msg);
         c->msg = NULL;
-        fail_result(r, 451, "4.3.0", "Local error in processing: cannot store mail now, try later");
+        conn_fail_result(r, 451, "4.3.0",
+                         "Local error in processing: cannot store mail now, try later");
+        return;
+    }
+    snprintf(c->msg_id, sizeof c->msg_id, "%s", r->id);
+    c->msg_bytes = 0;
+    EVP_MD_CTX_free(c->sha);
+    c->sha = NULL;
+    if (c->srv->audit &&
+        (!(c->sha = EVP_MD_CTX_new()) || EVP_DigestInit_ex(c->sha, EVP_sha256(), NULL) != 1)) {
+        EVP_MD_CTX_free(c->sha);
+        c->sha = NULL;
+        conn_fail_result(r, 451, "4.3.0", "Out of memory, try again later");
     }
 }
 
@@ -319,129 +312,16 @@ static void store_append(struct conn *c, const struct smtp_request *q, struct sm
     if ((c->msg && maildir_append(c->msg, q->data, q->len, err, sizeof err) != 0) ||
         (c->spool && spool_append(c->spool, q->data, q->len, err, sizeof err) != 0)) {
         log_err("could not write message data: %s", err);
-        fail_result(r, 451, "4.3.0", "Local error in processing: cannot store mail now, try later");
-    }
-}
-
-/* --- AUTH ------------------------------------------------------------------------------- */
-
-static void auth_run(void *arg)
-{
-    struct job *j = arg;
-    char why[256] = "";
-    j->st = sasl_conn_step(j->c->sasl, j->in, &j->out, j->user, sizeof j->user, why, sizeof why);
-    snprintf(j->err, sizeof j->err, "%s", why);
-}
-
-static void hold_done(evutil_socket_t fd, short what, void *arg)
-{
-    struct conn *c = arg;
-    (void)fd;
-    (void)what;
-    resume(c, &c->held);
-}
-
-static void auth_done(void *arg)
-{
-    struct job *j = arg;
-    struct conn *c = j->c;
-    struct smtp_result r = {0};
-    char authid[TABLES_ADDR_MAX + 1];
-    snprintf(authid, sizeof authid, "%s", c->sasl ? sasl_conn_authid(c->sasl) : "");
-    time_t t = time(NULL);
-    unsigned delay = 0;
-    switch (j->st) {
-    case SASL_CONTINUE:
-        r.ok = true;
-        r.more = true;
-        if (snprintf(r.challenge, sizeof r.challenge, "%s", j->out ? j->out : "") >=
-            (int)sizeof r.challenge)
-            fail_result(&r, 454, "4.7.0", "Temporary authentication failure");
-        break;
-    case SASL_OK:
-        /* keyed on who proved the password: an admin acting for a user is the admin */
-        if (throttle_blocked(c->srv->throttle, c->ip, authid, t)) {
-            log_warn("auth refused for %s from %s: too many recent failures", authid, c->ip);
-            fail_result(&r, 454, "4.7.0", "Too many authentication failures; try again later");
-            break;
-        }
-        r.ok = true;
-        snprintf(r.user, sizeof r.user, "%s", j->user);
-        log_info("auth ok: %s from %s port %d", j->user, c->ip, c->port);
-        break;
-    case SASL_BAD_BASE64:
-        fail_result(&r, 501, "5.5.2", "Invalid base64 data");
-        break;
-    case SASL_FAIL:
-    case SASL_NOT_ADMIN:
-        throttle_fail(c->srv->throttle, c->ip, authid, t);
-        delay = throttle_delay(c->srv->throttle, c->ip, authid, t);
-        log_warn("auth failed for '%s' from %s port %d: %s", authid, c->ip, c->port, j->err);
-        /* Promise 3: the same reply whether the user or the password was wrong */
-        fail_result(&r, 535, "5.7.8", "Authentication credentials invalid");
-        break;
-    case SASL_TEMP:
-        log_err("auth error for '%s' from %s: %s", authid, c->ip, j->err);
-        fail_result(&r, 454, "4.7.0", "Temporary authentication failure");
-        break;
-    }
-    if (!r.more) {
-        sasl_conn_free(c->sasl);
-        c->sasl = NULL;
-    }
-    free(j->in);
-    free(j->out);
-    free(j);
-    if (!job_back(c))
+        conn_fail_result(r, 451, "4.3.0",
+                         "Local error in processing: cannot store mail now, try later");
         return;
-    if (delay > 0) {
-        c->held = r;
-        if (!c->hold)
-            c->hold = evtimer_new(c->srv->base, hold_done, c);
-        struct timeval tv = {delay, 0};
-        if (c->hold && evtimer_add(c->hold, &tv) == 0)
-            return; /* the reply goes out when the delay is over; input waits */
     }
-    resume(c, &r);
-}
-
-/* Starts or continues a SASL exchange; false when a job went to the pool. */
-static bool auth_request(struct conn *c, const struct smtp_request *q, struct smtp_result *r)
-{
-    if (q->auth_cancel) {
-        sasl_conn_free(c->sasl);
-        c->sasl = NULL;
-        r->ok = true;
-        return true;
+    /* the digest of exactly the bytes stored, for the message's audit record */
+    if (c->sha && EVP_DigestUpdate(c->sha, q->data, q->len) != 1) {
+        EVP_MD_CTX_free(c->sha);
+        c->sha = NULL;
     }
-    if (q->mech) {
-        char err[256];
-        if (throttle_blocked(c->srv->throttle, c->ip, "", time(NULL))) {
-            fail_result(r, 454, "4.7.0", "Too many authentication failures; try again later");
-            return true;
-        }
-        sasl_conn_free(c->sasl);
-        c->sasl = sasl_conn_new(c->srv->sasl, q->mech, c->conf->tables, err, sizeof err);
-        if (!c->sasl) {
-            log_err("cannot start %s for %s: %s", q->mech, c->ip, err);
-            fail_result(r, 454, "4.7.0", "Temporary authentication failure");
-            return true;
-        }
-    }
-    struct job *j = calloc(1, sizeof *j);
-    if (j && q->auth_data && !(j->in = strdup(q->auth_data))) {
-        free(j);
-        j = NULL;
-    }
-    if (!j || !submit(c, j, auth_run, auth_done)) {
-        if (j)
-            free(j->in);
-        free(j);
-        fail_result(r, 454, "4.7.0", "Temporary authentication failure");
-        return true;
-    }
-    j->kind = JOB_AUTH;
-    return false;
+    c->msg_bytes += q->len;
 }
 
 /* --- TLS -------------------------------------------------------------------------------- */
@@ -489,15 +369,20 @@ static bool do_requests(struct conn *c)
             if (j) {
                 j->kind = JOB_COMMIT;
                 j->txn = q->txn;
+                j->rec = conn_audit_message(c, q->txn, c->msg_id);
             }
-            if (!j || !submit(c, j, commit_run, commit_done)) {
+            if (!j || !conn_submit(c, j, commit_run, commit_done)) {
+                if (j)
+                    json_decref(j->rec);
                 free(j);
-                fail_result(&r, 451, "4.3.0", "Local error in processing: try again later");
+                conn_fail_result(&r, 451, "4.3.0", "Local error in processing: try again later");
                 break;
             }
             return false;
         }
         case SMTP_REQ_STORE_ABORT:
+            EVP_MD_CTX_free(c->sha);
+            c->sha = NULL;
             maildir_free(c->msg);
             c->msg = NULL;
             spool_free(c->spool);
@@ -512,7 +397,7 @@ static bool do_requests(struct conn *c)
             }
             return false;
         case SMTP_REQ_AUTH:
-            if (!auth_request(c, q, &r))
+            if (!conn_auth_request(c, q, &r))
                 return false;
             break;
         }
@@ -592,13 +477,14 @@ static void handshake_done(struct conn *c)
     SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
     tls_describe(ssl, c->tls_info, sizeof c->tls_info);
     log_info("TLS with %s port %d: %s", c->ip, c->port, c->tls_info);
+    conn_audit_tls(c);
     if (!c->s) { /* smtps: the greeting comes now */
         start_session(c);
         return;
     }
     struct smtp_result r = {.ok = true};
     snprintf(r.tls_info, sizeof r.tls_info, "%s", c->tls_info);
-    resume(c, &r);
+    conn_resume(c, &r);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -611,6 +497,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (what & BEV_EVENT_TIMEOUT) {
         log_info("timeout for %s port %d", c->ip, c->port);
+        conn_audit_limit(c, "timeout",
+                         !c->s || c->handshaking      ? "command_timeout: no TLS handshake in time"
+                         : smtp_session_in_data(c->s) ? "data_timeout: no message data in time"
+                                                      : "command_timeout: no command in time");
         if (!c->s || c->handshaking) {
             conn_free(c);
             return;
@@ -632,6 +522,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
             if (e)
                 ERR_error_string_n(e, buf, sizeof buf);
             log_info("TLS handshake with %s port %d failed: %s", c->ip, c->port, buf);
+            conn_audit_tls_fail(c, buf);
         }
         conn_free(c);
     }
@@ -676,6 +567,8 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, socklen_
     c->srv = srv;
     c->kind = kind;
     c->started = time(NULL);
+    clock_gettime(CLOCK_MONOTONIC, &c->began);
+    srv_session_id(srv, c->session, sizeof c->session);
     if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
         if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
@@ -720,6 +613,7 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, socklen_
         .mailbox_full = mailbox_full,
         .sender_header = cf->sender_header,
         .now = now,
+        .event = srv->audit ? conn_audit_event : NULL,
         .ctx = c,
     };
     SSL *ssl = NULL;
@@ -747,6 +641,7 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, socklen_
              c->env.refuse       ? " (refused: deny list)"
              : c->env.over_limit ? " (over limit)"
                                  : "");
+    conn_audit_connect(c);
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, CONN_IN_HIGH);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);

@@ -69,6 +69,7 @@ static void term_cb(evutil_socket_t sig, short what, void *arg)
     log_info("signal %d: draining %zu connections (at most %d s)", (int)sig, srv->nconns,
              srv->conf->shutdown_timeout);
     srv->draining = true;
+    srv->stop_reason = sig == SIGTERM ? "SIGTERM" : "SIGINT";
     for (size_t i = 0; i < srv->nlisteners; i++) {
         evconnlistener_free(srv->listeners[i]);
         srv->listeners[i] = NULL;
@@ -166,6 +167,7 @@ static void reload(struct server *srv, const char *why)
     if (!c) {
         log_err("reload of %s failed; keeping the running configuration:\n%s", srv->conf->path,
                 err);
+        srv_audit_reload(srv, srv->conf->path, false, err);
         return;
     }
     bool same =
@@ -177,6 +179,7 @@ static void reload(struct server *srv, const char *why)
     SSL_CTX *ctx = tls_ctx_new(c, terr, sizeof terr);
     if (!ctx && terr[0]) {
         log_err("reload of %s failed; keeping the running configuration: %s", c->path, terr);
+        srv_audit_reload(srv, c->path, false, terr);
         conf_unref(c);
         return;
     }
@@ -186,6 +189,7 @@ static void reload(struct server *srv, const char *why)
     srv->conf = c; /* new connections see it; open ones keep the configuration they began with */
     stamp_files(c, srv->stamps);
     sync_acls(srv);
+    srv_audit_reload(srv, c->path, true, NULL);
     log_info("reloaded %s: %zu users, %zu shared mailboxes%s", c->path,
              tables_nusers(c->tables) - tables_nshared(c->tables), tables_nshared(c->tables),
              ctx ? ", certificate reloaded" : "");
@@ -241,6 +245,10 @@ int server_run(struct conf *c, const int *fds, char *err, size_t errlen)
         snprintf(err, errlen, "cannot start %d worker threads", c->workers);
         return -1;
     }
+    if (srv_audit_open(&srv, err, errlen) != 0) {
+        pool_free(srv.pool);
+        return -1;
+    }
     sync_acls(&srv);
     for (size_t i = 0; i < c->nlisteners; i++) {
         lctx[i] = (struct listener_ctx){&srv, c->listeners[i].kind};
@@ -273,6 +281,7 @@ int server_run(struct conf *c, const int *fds, char *err, size_t errlen)
     log_info("stopping: %zu connections left", srv.nconns);
     pool_free(srv.pool); /* finishes the fsyncs in flight and answers their sessions */
     conn_free_all(&srv);
+    srv_audit_close(&srv, srv.stop_reason ? srv.stop_reason : "stopped");
     for (size_t i = 0; i < srv.nlisteners; i++)
         if (srv.listeners[i])
             evconnlistener_free(srv.listeners[i]);

@@ -60,6 +60,7 @@ static bool auth_allowed(struct smtp_session *s)
     }
     if (!s->tls && !s->env->auth_cleartext_ok) {
         /* RFC 4954 4: never take a password in clear */
+        session_rule(s, "encryption_required");
         session_reply(s, 538, "5.7.11",
                       "Encryption required for requested authentication "
                       "mechanism");
@@ -103,6 +104,7 @@ void auth_command(struct smtp_session *s, const char *arg, size_t len)
         return;
     }
     if (!s->env->auth_mech_ok || !s->env->auth_mech_ok(s->env->ctx, arg, m)) {
+        session_rule(s, "mechanism");
         session_reply(s, 504, "5.5.4", "Unrecognized authentication mechanism; use one of %s",
                       s->env->auth_mechs);
         return;
@@ -158,6 +160,7 @@ void auth_resume(struct smtp_session *s, enum smtp_after after, const struct smt
     }
     if (s->req.auth_cancel) {
         s->state = ST_READY;
+        session_rule(s, "cancelled");
         session_reply(s, 501, "5.0.0", "Authentication cancelled");
         return;
     }
@@ -167,12 +170,14 @@ void auth_resume(struct smtp_session *s, enum smtp_after after, const struct smt
         return;
     }
     s->state = ST_READY;
+    snprintf(s->ev_user, sizeof s->ev_user, "%s", r->user); /* named even when it failed */
     if (r->ok) {
         s->authenticated = true;
         snprintf(s->auth_user, sizeof s->auth_user, "%s", r->user);
         session_reply(s, 235, "2.7.0", "Authentication successful");
         return;
     }
+    session_rule(s, r->code == 535 ? "credentials" : r->code == 454 ? "temporary" : NULL);
     if (r->code >= 400)
         session_reply(s, r->code, r->enh, "%s", r->text);
     else
@@ -181,6 +186,7 @@ void auth_resume(struct smtp_session *s, enum smtp_after after, const struct smt
         session_reply(s, 421, "4.7.0", "%s Too many authentication failures, closing connection",
                       s->env->hostname);
         s->close = SMTP_CLOSE_AFTER_OUTPUT;
+        session_limit(s, "auth_failures", "too many failed AUTH commands, connection closed");
     }
 }
 

@@ -42,12 +42,16 @@ static void line_octet(struct smtp_data *d, char c)
         return;
     if (d->line_len == 1) {
         if (c != ' ' && c != '\t')
-            d->in_from = false; /* a new field */
+            d->in_from = d->in_msgid = false; /* a new field */
         else if (d->in_from)
             from_add(d, "\r\n", 2); /* folding is part of the field body */
     }
     if (d->in_from)
         from_add(d, &c, 1);
+    if (d->in_msgid && d->msgid_len < sizeof d->msgid - 1) {
+        d->msgid[d->msgid_len++] = c;
+        d->msgid[d->msgid_len] = '\0';
+    }
     if (d->hdr_len < sizeof d->hdr - 1 && d->hdr_len + 1 == d->line_len) {
         d->hdr[d->hdr_len++] = (char)tolower((unsigned char)c);
         if (d->hdr_len == 9 && memcmp(d->hdr, "received:", 9) == 0)
@@ -58,6 +62,8 @@ static void line_octet(struct smtp_data *d, char c)
         }
         if (d->hdr_len == 7 && memcmp(d->hdr, "sender:", 7) == 0)
             d->nsender++;
+        if (d->hdr_len == 11 && memcmp(d->hdr, "message-id:", 11) == 0 && d->msgid_len == 0)
+            d->in_msgid = true; /* the first one only */
     }
 }
 

@@ -13,6 +13,7 @@
 #define SMTP_DATA_LINE_MAX 1000    /* octets including CRLF, RFC 5321 4.5.3.1.6 */
 #define SMTP_DATA_MAX_RECEIVED 100 /* more Received: fields than this is a loop (RFC 5321 6.3) */
 #define SMTP_DATA_FROM_MAX 1000    /* one From: field, folded lines included */
+#define SMTP_DATA_MSGID_MAX 256    /* the Message-ID: field body kept for the audit log */
 
 struct smtp_data {
     int state;
@@ -26,7 +27,7 @@ struct smtp_data {
     uint64_t size; /* message octets after unstuffing */
     size_t line_len;
     size_t received; /* Received: fields in the header */
-    char hdr[10];    /* the first octets of the current header line */
+    char hdr[12];    /* the first octets of the current header line */
     size_t hdr_len;
     /* The From: field's body (folding kept), for checking who a submitting user writes as. */
     char from[SMTP_DATA_FROM_MAX];
@@ -35,6 +36,11 @@ struct smtp_data {
     bool in_from;       /* the current header line is From: or its continuation */
     size_t nfrom;       /* From: fields seen */
     size_t nsender;     /* Sender: fields seen */
+    /* The first Message-ID: field's body, unfolded and cut at SMTP_DATA_MSGID_MAX - 1 octets
+     * (NUL-terminated; hostile like everything else in the message). */
+    char msgid[SMTP_DATA_MSGID_MAX];
+    size_t msgid_len;
+    bool in_msgid;
     /* Set by the caller to stop the scan just before the empty line that ends the header
      * section (or, BDAT and text alike, before its CR), so that a field can be added there;
      * the scan then sets header_end and returns. Disarmed once it has fired. */

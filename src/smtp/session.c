@@ -11,6 +11,68 @@
 
 #include "smtp/grammar.h"
 
+/* The rule behind an answer nobody named: what the reply code itself says. */
+static const char *default_rule(int code)
+{
+    if (code < 400)
+        return "ok";
+    if (code == 500 || code == 501 || code == 555)
+        return "syntax";
+    if (code == 503)
+        return "sequence";
+    return "error";
+}
+
+/* The final answer to a tracked command goes to env->event once; 334 and 354 are not final. */
+static void session_event(struct smtp_session *s, int code, const char *enh, const char *text)
+{
+    if (!s->ev_verb || code == 334 || code == 354)
+        return;
+    struct smtp_event ev = {
+        .verb = s->ev_verb,
+        .arg = s->ev_arg,
+        .arg_len = s->ev_arg_len,
+        .mech = s->auth_mech,
+        .code = code,
+        .enh = enh && s->esmtp ? enh : "",
+        .rule = s->ev_rule ? s->ev_rule : default_rule(code),
+        .text = text,
+    };
+    if (strcmp(s->ev_verb, "AUTH") == 0) {
+        ev.arg = s->ev_user;
+        ev.arg_len = strlen(s->ev_user);
+    } else if (strcmp(s->ev_verb, "DATA") == 0 || strcmp(s->ev_verb, "BDAT") == 0) {
+        ev.arg = s->msgid;
+        ev.arg_len = strlen(s->msgid);
+    }
+    s->ev_verb = NULL;
+    s->ev_rule = NULL;
+    s->env->event(s->env->ctx, &ev);
+}
+
+void session_ev_arg(struct smtp_session *s, const char *arg, size_t len)
+{
+    if (len > SMTP_CMD_LINE_MAX)
+        len = SMTP_CMD_LINE_MAX;
+    memmove(s->ev_arg, arg, len);
+    s->ev_arg_len = len;
+}
+
+void session_limit(struct smtp_session *s, const char *what, const char *text)
+{
+    if (!s->env->event)
+        return;
+    struct smtp_event ev = {.limit = true,
+                            .verb = what,
+                            .arg = "",
+                            .enh = "",
+                            .rule = what,
+                            .code = 421,
+                            .text = text,
+                            .mech = ""};
+    s->env->event(s->env->ctx, &ev);
+}
+
 /* Replies carry an enhanced status code only once the client has said EHLO (RFC 2034). */
 void session_reply(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
 {
@@ -22,6 +84,7 @@ void session_reply(struct smtp_session *s, int code, const char *enh, const char
     reply_add(&s->out, s->esmtp, code, enh, "%s", text);
     if (code >= 400)
         s->stats.rejected++;
+    session_event(s, code, enh, text);
 }
 
 void session_reply_lines(struct smtp_session *s, int code, const char *enh,
@@ -30,6 +93,7 @@ void session_reply_lines(struct smtp_session *s, int code, const char *enh,
     reply_add_lines(&s->out, s->esmtp, code, enh, lines, n);
     if (code >= 400)
         s->stats.rejected++;
+    session_event(s, code, enh, n ? lines[0] : "");
 }
 
 void session_request(struct smtp_session *s, enum smtp_req_type type, enum smtp_after after)
@@ -48,6 +112,7 @@ void session_bad(struct smtp_session *s)
     if (++s->bad >= s->env->max_bad_commands && s->close == SMTP_OPEN) {
         session_reply(s, 421, "4.7.0", "%s Too many errors, closing connection", s->env->hostname);
         s->close = SMTP_CLOSE_AFTER_OUTPUT;
+        session_limit(s, "bad_commands", "too many errors, connection closed");
     }
 }
 
@@ -59,6 +124,7 @@ bool session_junk(struct smtp_session *s)
         session_reply(s, 421, "4.7.0", "%s Too many commands without mail, closing connection",
                       s->env->hostname);
         s->close = SMTP_CLOSE_AFTER_OUTPUT;
+        session_limit(s, "junk_commands", "too many commands without mail, connection closed");
         return false;
     }
     return true;
@@ -101,6 +167,7 @@ static void cmd_helo(struct smtp_session *s, const char *arg, size_t len, bool e
     }
     /* EHLO keywords carry no enhanced code: RFC 2034 exempts the EHLO response lines. */
     reply_add_lines(&s->out, false, 250, NULL, lines, n);
+    session_event(s, 250, NULL, first);
 }
 
 static void cmd_rset(struct smtp_session *s, const char *arg, size_t len)
@@ -181,30 +248,46 @@ static void cmd_saml(struct smtp_session *s, const char *a, size_t n)
     txn_mail(s, SMTP_TXN_SAML, a, n);
 }
 
+/* Which commands the audit log hears about, and whether their argument goes with them (never
+ * AUTH's: an initial response holds the password). */
+enum track { T_NO, T_VERB, T_ARG };
+
 static const struct {
     const char *verb;
     void (*fn)(struct smtp_session *, const char *, size_t);
+    enum track args;
 } commands[] = {
-    {"HELO", cmd_helo_plain},
-    {"EHLO", cmd_ehlo},
-    {"MAIL", cmd_mail},
-    {"RCPT", txn_rcpt},
-    {"DATA", txn_data},
-    {"BDAT", txn_bdat},
-    {"RSET", cmd_rset},
-    {"NOOP", cmd_noop},
-    {"QUIT", cmd_quit},
-    {"HELP", info_help},
-    {"VRFY", info_vrfy},
-    {"EXPN", info_expn},
-    {"SEND", cmd_send},
-    {"SOML", cmd_soml},
-    {"SAML", cmd_saml},
-    {"TURN", cmd_turn},
-    {"STARTTLS", auth_starttls},
-    {"AUTH", auth_command},
-    {"ETRN", cmd_not_implemented},
+    {"HELO", cmd_helo_plain, T_ARG},
+    {"EHLO", cmd_ehlo, T_ARG},
+    {"MAIL", cmd_mail, T_ARG},
+    {"RCPT", txn_rcpt, T_ARG},
+    {"DATA", txn_data, T_VERB},
+    {"BDAT", txn_bdat, T_VERB},
+    {"RSET", cmd_rset, T_NO},
+    {"NOOP", cmd_noop, T_NO},
+    {"QUIT", cmd_quit, T_NO},
+    {"HELP", info_help, T_NO},
+    {"VRFY", info_vrfy, T_NO},
+    {"EXPN", info_expn, T_NO},
+    {"SEND", cmd_send, T_ARG},
+    {"SOML", cmd_soml, T_ARG},
+    {"SAML", cmd_saml, T_ARG},
+    {"TURN", cmd_turn, T_NO},
+    {"STARTTLS", auth_starttls, T_NO},
+    {"AUTH", auth_command, T_VERB},
+    {"ETRN", cmd_not_implemented, T_NO},
 };
+
+static void track(struct smtp_session *s, const char *verb, enum track t, const char *arg,
+                  size_t len)
+{
+    s->ev_verb = s->env->event && t != T_NO ? verb : NULL;
+    s->ev_rule = NULL;
+    s->ev_arg_len = 0;
+    s->ev_user[0] = '\0';
+    if (s->ev_verb && t == T_ARG)
+        session_ev_arg(s, arg, len);
+}
 
 static void dispatch(struct smtp_session *s, const char *line, size_t len)
 {
@@ -212,6 +295,7 @@ static void dispatch(struct smtp_session *s, const char *line, size_t len)
         auth_response(s, line, len);
         return;
     }
+    s->ev_verb = NULL; /* only the commands in the table below are tracked */
     size_t vlen = 0;
     while (vlen < len && line[vlen] != ' ')
         vlen++;
@@ -234,6 +318,7 @@ static void dispatch(struct smtp_session *s, const char *line, size_t len)
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (smtp_word_eq(line, vlen, commands[i].verb)) {
+            track(s, commands[i].verb, commands[i].args, line + a, alen);
             commands[i].fn(s, line + a, alen);
             return;
         }
@@ -421,6 +506,11 @@ void smtp_session_shutdown(struct smtp_session *s)
     session_reply(s, 421, "4.3.2", "%s Service shutting down, closing connection",
                   s->env->hostname);
     s->close = SMTP_CLOSE_AFTER_OUTPUT;
+}
+
+const char *smtp_session_message_id(const struct smtp_session *s)
+{
+    return s->data.msgid;
 }
 
 void smtp_session_stats(const struct smtp_session *s, struct smtp_stats *out)

@@ -16,6 +16,24 @@
 
 enum smtp_disclose { SMTP_DISCLOSE_NONE, SMTP_DISCLOSE_AUTHENTICATED, SMTP_DISCLOSE_ALL };
 
+/* What the core tells env->event, for the audit log: the final answer to a command that matters
+ * (HELO EHLO MAIL SEND SOML SAML RCPT DATA BDAT AUTH), or a limit that closed the session. The
+ * strings are valid during the call only; arg came from the network (hostile, unterminated). */
+struct smtp_event {
+    bool limit;       /* a limit, not a command: verb names it (bad_commands, junk_commands,
+                         auth_failures) and text says what happened */
+    const char *verb; /* "MAIL", ...: for BDAT only the last chunk's answer (or a refusal) */
+    const char *arg;  /* HELO/EHLO: the name; MAIL/RCPT: the address (as parsed when it
+                         parsed, else the whole argument); AUTH: the user named or proved;
+                         DATA/BDAT: the queue id once the message is open */
+    size_t arg_len;
+    const char *mech; /* AUTH: the mechanism */
+    int code;
+    const char *enh;  /* "" without one */
+    const char *rule; /* what decided, a short name: "ok", "syntax", "sequence", "relay", ... */
+    const char *text; /* the reply text */
+};
+
 /* What the core needs to know about its world. Owned by the caller; must outlive the session. */
 struct smtp_env {
     const char *hostname;  /* our name, for the greeting and Received: */
@@ -43,6 +61,9 @@ struct smtp_env {
     bool (*storage_ok)(void *ctx);
     /* Is mailbox (user@domain) at or over its quota? NULL means never. */
     bool (*mailbox_full)(void *ctx, const char *mailbox);
+    /* Told of every answer and limit that belongs in the audit log (struct smtp_event). NULL:
+     * nobody listens. Must not call back into the session. */
+    void (*event)(void *ctx, const struct smtp_event *ev);
     /* Current time, for the Received: header. NULL means 0 (tests). */
     time_t (*now)(void *ctx);
     void *ctx;
@@ -98,7 +119,8 @@ struct smtp_result {
     char id[96];                    /* BEGIN: the message id, shown in Received: and the 250 */
     bool more;                      /* AUTH: send 334 challenge, read another response */
     char challenge[4096];           /* AUTH: base64, without "334 " */
-    char user[TABLES_ADDR_MAX + 1]; /* AUTH ok: the authenticated address */
+    char user[TABLES_ADDR_MAX + 1]; /* AUTH: the authenticated address; on failure the name
+                                       the client gave, for the audit log only */
     char tls_info[160];             /* STARTTLS ok: "TLSv1.3:CIPHER" */
 };
 
@@ -133,6 +155,10 @@ bool smtp_session_in_data(const struct smtp_session *s);
 void smtp_session_timeout(struct smtp_session *s);
 /* The server is going down: 421 4.3.2 and close (the caller waits for in_data to end first). */
 void smtp_session_shutdown(struct smtp_session *s);
+
+/* The first Message-ID: field body of the message being received (hostile text), "" if none
+ * yet. Valid until the next feed. */
+const char *smtp_session_message_id(const struct smtp_session *s);
 
 /* Authenticated user, "" if none. */
 const char *smtp_session_auth_user(const struct smtp_session *s);

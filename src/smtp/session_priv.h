@@ -69,6 +69,7 @@ struct smtp_session {
     bool store_open; /* BEGIN succeeded and no COMMIT/ABORT yet */
     bool store_failed;
     struct smtp_result failure; /* the reply for a failed store */
+    const char *fail_rule;      /* what refused the message at its end (for the audit log) */
     char msgid[96];
 
     /* message data */
@@ -86,6 +87,13 @@ struct smtp_session {
     bool req_pending;
     enum smtp_after after;
 
+    /* the command whose final answer goes to env->event (NULL: none) and what decided it */
+    const char *ev_verb;
+    const char *ev_rule;
+    char ev_arg[SMTP_CMD_LINE_MAX + 1];
+    size_t ev_arg_len;
+    char ev_user[TABLES_ADDR_MAX + 1]; /* AUTH: who was named, even when it failed */
+
     size_t bad;
     size_t junk;
     struct smtp_stats stats;
@@ -97,6 +105,15 @@ void session_reply(struct smtp_session *s, int code, const char *enh, const char
 void session_reply_lines(struct smtp_session *s, int code, const char *enh,
                          const char *const *lines, size_t n);
 void session_request(struct smtp_session *s, enum smtp_req_type type, enum smtp_after after);
+/* Names what decides the answer about to be given to the current command (a string literal). */
+static inline void session_rule(struct smtp_session *s, const char *rule)
+{
+    s->ev_rule = rule;
+}
+/* Replaces the argument the event will carry (e.g. with the address as parsed). */
+void session_ev_arg(struct smtp_session *s, const char *arg, size_t len);
+/* Reports a limit that ends the session (struct smtp_event, limit = true). */
+void session_limit(struct smtp_session *s, const char *what, const char *text);
 void session_bad(struct smtp_session *s);
 bool session_junk(struct smtp_session *s);
 

@@ -60,11 +60,13 @@ void txn_reset(struct smtp_session *s)
     free(s->txn.mailboxes);
     free(s->txn.foreign);
     memset(&s->txn, 0, sizeof s->txn);
+    s->msgid[0] = '\0';
     s->mailboxes_cap = 0;
     s->foreign_cap = 0;
     s->rcpt_attempts = 0;
     s->bdat_used = false;
     s->store_failed = false;
+    s->fail_rule = NULL;
     s->bdat_discard = false;
     s->sender_added = false;
     if (s->state != ST_INIT && s->state != ST_REFUSED)
@@ -87,6 +89,7 @@ void txn_mail(struct smtp_session *s, enum smtp_txn_kind kind, const char *arg, 
     }
     if (s->env->submission && !s->authenticated) {
         /* RFC 6409: the submission port takes mail only from authenticated users */
+        session_rule(s, "auth_required");
         session_reply(s, 530, "5.7.0", "Authentication required");
         return;
     }
@@ -100,9 +103,13 @@ void txn_mail(struct smtp_session *s, enum smtp_txn_kind kind, const char *arg, 
     enum smtp_path_err e =
         smtp_parse_path(arg, len, SMTP_PATH_REVERSE | SMTP_PATH_UTF8, &path, &used);
     if (e != SMTP_PATH_OK) {
+        session_rule(s, "syntax");
         session_reply(s, 553, "5.1.7", "Sender address is not a valid mailbox (RFC 5321 4.1.2)");
         return;
     }
+    char addr[SMTP_PATH_MAX + 1];
+    smtp_path_format(&path, addr, sizeof addr);
+    session_ev_arg(s, addr, strlen(addr));
     struct smtp_param p[PARAMS_MAX];
     int np = smtp_parse_params(arg + used, len - used, true, p, PARAMS_MAX);
     if (np < 0) {
@@ -144,19 +151,23 @@ void txn_mail(struct smtp_session *s, enum smtp_txn_kind kind, const char *arg, 
         }
     }
     if (path.utf8 && !utf8) {
+        session_rule(s, "smtputf8");
         session_reply(s, 553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter");
         return;
     }
     if (size > s->env->max_message_size) {
+        session_rule(s, "message_size");
         session_reply(s, 552, "5.3.4", "Message size exceeds fixed limit of %llu octets",
                       (unsigned long long)s->env->max_message_size);
         return;
     }
     if (s->authenticated && !sendas_owns_sender(s, &path)) {
+        session_rule(s, "send_as");
         session_reply(s, 553, "5.7.1", "Sender address not owned by user %s", s->auth_user);
         return;
     }
     if (s->env->storage_ok && !s->env->storage_ok(s->env->ctx)) {
+        session_rule(s, "min_free_space");
         session_reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
         return;
     }
@@ -236,10 +247,12 @@ void txn_rcpt(struct smtp_session *s, const char *arg, size_t len)
     size_t used;
     enum smtp_path_err e = smtp_parse_path(arg, len, flags, &path, &used);
     if (e == SMTP_PATH_NEEDS_UTF8) {
+        session_rule(s, "smtputf8");
         session_reply(s, 553, "5.6.7", "Non-ASCII address needs SMTPUTF8 in MAIL FROM");
         return;
     }
     if (e != SMTP_PATH_OK) {
+        session_rule(s, "syntax");
         session_reply(s, 553, "5.1.3", "Recipient address is not a valid mailbox (RFC 5321 4.1.2)");
         return;
     }
@@ -254,13 +267,16 @@ void txn_rcpt(struct smtp_session *s, const char *arg, size_t len)
     s->rcpt_attempts++;
     char addr[SMTP_PATH_MAX + 1];
     smtp_path_format(&path, addr, sizeof addr);
+    session_ev_arg(s, addr, strlen(addr));
     if (s->txn.nrcpts >= s->env->max_recipients) {
+        session_rule(s, "recipients");
         session_reply(s, 452, "4.5.3", "Too many recipients (at most %zu per message)",
                       s->env->max_recipients);
         return;
     }
     /* Promise 2: the %-hack, bang paths and quoted '@' never route anywhere. */
     if (strpbrk(path.local, "%!@")) {
+        session_rule(s, "source_route");
         session_reply(s, 550, "5.7.1",
                       "<%s>: relaying through %%, ! or @ in the local part is "
                       "not allowed",
@@ -269,6 +285,7 @@ void txn_rcpt(struct smtp_session *s, const char *arg, size_t len)
     }
     bool foreign = path.literal;
     if (foreign && !(s->authenticated && s->env->submission)) {
+        session_rule(s, "relay");
         session_reply(s, 550, "5.7.1", "<%s>: relaying denied: address literals are not local",
                       addr);
         return;
@@ -284,34 +301,41 @@ void txn_rcpt(struct smtp_session *s, const char *arg, size_t len)
         /* Promise 2: only an authenticated user relays, and only through submission (587, 465):
          * the smtp listener never relays. The mail waits in the spool. */
         if (!add_foreign(s, addr)) {
+            session_rule(s, "recipients");
             session_reply(s, 452, "4.5.3", "Too many recipients, send the rest later");
             return;
         }
         if (s->txn.nrcpts == 0)
             snprintf(s->txn.first_rcpt, sizeof s->txn.first_rcpt, "%s", addr);
         s->txn.nrcpts++;
+        session_rule(s, "relay_authenticated");
         session_reply(s, 250, "2.1.5", "Recipient <%s> OK, queued for delivery", addr);
         return;
     }
     switch (st) {
     case TABLES_UNKNOWN:
+        session_rule(s, "unknown_user");
         session_reply(s, 550, "5.1.1", "<%s>: no such user here", addr);
         return;
     case TABLES_MOVED:
+        session_rule(s, "moved");
         session_reply(s, 551, "5.1.6", "User not local; please try <%s>", fwd);
         return;
     case TABLES_FOREIGN:
+        session_rule(s, "relay");
         session_reply(s, 550, "5.7.1",
                       "<%s>: relaying denied: this server takes mail only for its own domains",
                       addr);
         return;
     case TABLES_TOO_MANY:
+        session_rule(s, "expansion");
         session_reply(s, 452, "4.5.3", "<%s>: expands to too many mailboxes", addr);
         return;
     case TABLES_OK:
         break;
     }
     if (!added) {
+        session_rule(s, "expansion");
         session_reply(s, 452, "4.5.3", "Too many mailboxes in this message, send the rest later");
         return;
     }
@@ -319,6 +343,7 @@ void txn_rcpt(struct smtp_session *s, const char *arg, size_t len)
         if (s->env->mailbox_full(s->env->ctx, s->txn.mailboxes[i])) {
             /* one full mailbox refuses the recipient: nothing is accepted and then lost */
             /* which member of a list is full is not the sender's business */
+            session_rule(s, "quota");
             session_reply(s, 552, "5.2.2", "<%s>: %s", addr,
                           strcasecmp(addr, s->txn.mailboxes[i]) == 0
                               ? "mailbox full"
@@ -329,6 +354,7 @@ void txn_rcpt(struct smtp_session *s, const char *arg, size_t len)
     if (s->txn.kind == SMTP_TXN_SEND) {
         /* Terminal delivery does not exist yet: no user has a live terminal. */
         s->txn.nmailboxes = before;
+        session_rule(s, "terminal");
         session_reply(s, 450, "4.2.1", "<%s> is not accepting terminal messages", addr);
         return;
     }
@@ -354,9 +380,10 @@ static bool ready_for_message(struct smtp_session *s, bool bdat)
         return false;
     }
     if (s->txn.nrcpts == 0) {
-        if (s->rcpt_attempts > 0) /* RFC 2920 3.1: pipelined RCPTs all failed */
+        if (s->rcpt_attempts > 0) { /* RFC 2920 3.1: pipelined RCPTs all failed */
+            session_rule(s, "no_recipients");
             session_reply(s, 554, "5.5.1", "No valid recipients");
-        else {
+        } else {
             session_reply(s, 503, "5.5.1", "Need RCPT before %s", bdat ? "BDAT" : "DATA");
             session_bad(s);
         }
@@ -483,6 +510,8 @@ static void trace_headers(struct smtp_session *s)
 
 static void fail_reply(struct smtp_session *s, const struct smtp_result *r)
 {
+    session_rule(s, s->fail_rule ? s->fail_rule : r && r->code == 552 ? "quota" : "store");
+    s->fail_rule = NULL;
     if (r && r->code >= 400)
         session_reply(s, r->code, r->enh, "%s", r->text);
     else
@@ -503,29 +532,35 @@ static void finish_message(struct smtp_session *s)
     if (!s->store_failed) {
         memset(f, 0, sizeof *f);
         if (d->too_big) {
+            s->fail_rule = "message_size";
             f->code = 552;
             snprintf(f->enh, sizeof f->enh, "5.3.4");
             snprintf(f->text, sizeof f->text, "Message size exceeds fixed limit of %llu octets",
                      (unsigned long long)s->env->max_message_size);
         } else if (d->received > SMTP_DATA_MAX_RECEIVED) {
+            s->fail_rule = "mail_loop";
             f->code = 554;
             snprintf(f->enh, sizeof f->enh, "5.4.6");
             snprintf(f->text, sizeof f->text, "Too many Received: headers: mail loop detected");
         } else if (d->bare_crlf) {
+            s->fail_rule = "bare_lf";
             f->code = 554;
             snprintf(f->enh, sizeof f->enh, "5.6.0");
             snprintf(f->text, sizeof f->text,
                      "Bare CR or LF in message: lines must end with CRLF (RFC 5321 2.3.8)");
         } else if (d->line_too_long) {
+            s->fail_rule = "line_length";
             f->code = 554;
             snprintf(f->enh, sizeof f->enh, "5.6.0");
             snprintf(f->text, sizeof f->text, "Line longer than 1000 octets (RFC 5321 4.5.3.1.6)");
         } else if (s->env->check_from && s->authenticated && !sendas_owns_from(s)) {
+            s->fail_rule = "check_from";
             f->code = 553;
             snprintf(f->enh, sizeof f->enh, "5.7.1");
             snprintf(f->text, sizeof f->text,
                      "From: header names an address this user does not own (check_from)");
         } else if (s->env->storage_ok && !s->env->storage_ok(s->env->ctx)) {
+            s->fail_rule = "min_free_space";
             f->code = 452;
             snprintf(f->enh, sizeof f->enh, "4.3.1");
             snprintf(f->text, sizeof f->text, "Insufficient system storage, try again later");
@@ -561,6 +596,7 @@ static void end_chunk(struct smtp_session *s)
         finish_message(s);
         return;
     }
+    s->ev_verb = NULL; /* the audit log hears the answer to the last chunk only */
     session_reply(s, 250, "2.0.0", "%llu octets received", (unsigned long long)s->data.size);
 }
 
