@@ -48,6 +48,7 @@ struct audit_opts {
     uint64_t max_bytes;     /* audit_maintain rotates audit.log past this size; 0: never */
     bool syslog;            /* copy each line to syslog(3), LOG_MAIL|LOG_INFO, "ternd-audit" */
     unsigned head_ms;       /* audit_sync rewrites head at most this often; 0: AUDIT_HEAD_MS */
+    unsigned lock_wait_ms;  /* wait this long for a writer holding the lock; 0: refuse at once */
     /* Test hook: called after each fsync of audit.log, without the lock held. NULL in ternd. */
     void (*on_fsync)(void *arg);
     void *on_fsync_arg;

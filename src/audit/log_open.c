@@ -372,6 +372,21 @@ out:
 
 /* Takes audit/lock, so that a second writer (a second ternd, or `tern` while ternd runs)
  * is refused instead of forking the chain. */
+/* flock, retried for up to ms: another writer (`tern` recording an admin action while ternd is
+ * down, or ternd itself) holds the lock only for a moment. */
+static int lock_within(int fd, unsigned ms)
+{
+    for (unsigned waited = 0;; waited += 10) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            return 0;
+        if (errno != EWOULDBLOCK || waited >= ms)
+            return -1;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        errno = EWOULDBLOCK;
+    }
+}
+
 static int take_lock(struct audit *a, char *err, size_t errlen)
 {
     char *path = audit_path(a->dir, AUDIT_LOCK_NAME);
@@ -384,7 +399,7 @@ static int take_lock(struct audit *a, char *err, size_t errlen)
     if (a->lock_fd < 0) {
         fsutil_err(err, errlen, "audit", "cannot open", path, errno);
         rc = -1;
-    } else if (flock(a->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    } else if (lock_within(a->lock_fd, a->lock_wait_ms) != 0) {
         if (errno == EWOULDBLOCK)
             err_set(err, errlen,
                     "audit: another process has the log in %s open (is ternd running?)", a->dir);
@@ -476,6 +491,7 @@ struct audit *audit_open(const struct audit_opts *o, struct audit_open_info *inf
     a->on_fsync = o->on_fsync;
     a->on_fsync_arg = o->on_fsync_arg;
     a->head_ms = o->head_ms ? o->head_ms : AUDIT_HEAD_MS;
+    a->lock_wait_ms = o->lock_wait_ms;
     a->dir = strdup(o->dir);
     a->log_path = audit_path(o->dir, AUDIT_LOG_NAME);
     a->key_path = audit_path(o->dir, AUDIT_KEY_NAME);
@@ -511,7 +527,8 @@ int audit_series(const char *dir, char ***files, size_t *n, char *err, size_t er
     *n = 0;
     if (scan_rotated(dir, &nums, &count, err, errlen) != 0)
         return -1;
-    qsort(nums, count, sizeof(*nums), cmp_ulong);
+    if (count) /* nums is NULL without rotated files */
+        qsort(nums, count, sizeof(*nums), cmp_ulong);
     char **out = calloc(count + 1, sizeof(*out));
     size_t k = 0;
     for (size_t i = 0; out && i < count; i++) {

@@ -17,6 +17,7 @@ struct audit {
     char *log_path, *key_path, *head_path;
     int fd;      /* audit.log, O_APPEND; -1 after a rotation that could not finish */
     int lock_fd; /* audit/lock, flock'd */
+    unsigned lock_wait_ms;
     unsigned epoch_seconds;
     uint64_t max_bytes;
     bool syslog;

@@ -9,6 +9,7 @@
  * and tells the admin to send it SIGUSR1, on which ternd (once it writes the log) rotates.
  * Files made here as root are given to the owner of audit/, so that ternd can go on. */
 #include "cli/audit.h"
+#include "cli/audit_admin.h"
 #include "cli/cli.h"
 
 #include <errno.h>
@@ -367,19 +368,9 @@ static bool report_if_held(const struct acli *o)
 /* Made by root, the files must still be ternd's: give them to the folder's owner. */
 static void give_back(const struct acli *o, const struct stat *dst)
 {
-    if (geteuid() != 0 || dst->st_uid == 0)
-        return;
-    static const char *const names[] = {AUDIT_LOG_NAME, AUDIT_KEY_NAME, AUDIT_HEAD_NAME,
-                                        AUDIT_LOCK_NAME};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        char path[PATH_MAX + 32];
-        snprintf(path, sizeof(path), "%s/%s", o->dir, names[i]);
-        if (lchown(path, dst->st_uid, dst->st_gid) != 0 && errno != ENOENT)
-            fprintf(stderr,
-                    "tern audit rotate: warning: cannot give %s to uid %u: %s; chown it to the "
-                    "user ternd runs as before ternd starts\n",
-                    path, (unsigned)dst->st_uid, strerror(errno));
-    }
+    char err[PATH_MAX + 256];
+    if (cli_audit_give_back(o->dir, dst->st_uid, dst->st_gid, err, sizeof(err)) != 0)
+        fprintf(stderr, "tern audit rotate: warning: %s before ternd starts\n", err);
 }
 
 static int run_rotate(struct acli *o)

@@ -2,12 +2,14 @@
  * through conf/mboxfile so that every edit is atomic and checked as ternd would load it), keeps
  * Dovecot's ACLs in step after each edit, and, for any mailbox, lists, shows and checks what is
  * in its Maildir (mailbox_read.c). Parsing the command line is here. */
+#include "cli/audit_admin.h"
 #include "cli/cli.h"
 #include "cli/mailbox.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +83,7 @@ enum opt_bit {
 struct subcommand {
     const char *name;
     int min, max; /* operands; max -1: no limit */
+    bool changes; /* an admin action: recorded in the audit log */
     unsigned allowed;
     const char *operands; /* for the message when they are wrong */
     int (*run)(const struct mbox_opts *o, const struct conf *c);
@@ -105,9 +108,28 @@ static int status_of(const struct mboxfile_err *e)
     return EX_SOFTWARE;
 }
 
+/* The first reason an action was refused, for its audit record. One command runs per process,
+ * and struct mbox_opts is mailbox_read.c's too, so it lives here rather than in the options. */
+static char refusal[CLI_ADMIN_RESULT_MAX];
+
+/* Prints why the action is refused ("tern mailbox SUB: ...") and keeps the first reason. */
+static void refuse(const struct mbox_opts *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void refuse(const struct mbox_opts *o, const char *fmt, ...)
+{
+    char msg[CLI_ADMIN_RESULT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "tern mailbox %s: %s\n", o->sub, msg);
+    if (!refusal[0])
+        memcpy(refusal, msg, sizeof(msg));
+}
+
 static int report_fail(const struct mbox_opts *o, const struct mboxfile_err *e)
 {
-    fprintf(stderr, "tern mailbox %s: %s\n", o->sub, e->msg);
+    refuse(o, "%s", e->msg);
     return status_of(e);
 }
 
@@ -177,10 +199,8 @@ static int sync_acls(const struct mbox_opts *o)
 {
     struct conf *c = reload(o);
     if (!c) {
-        fprintf(stderr,
-                "tern mailbox %s: the edit was made, but reading it back failed (see "
-                "above); ternd will update the ACLs when it reloads\n",
-                o->sub);
+        refuse(o, "the edit was made, but reading it back failed (see above); ternd will "
+                  "update the ACLs when it reloads");
         return EX_IOERR;
     }
     uid_t uid;
@@ -191,10 +211,10 @@ static int sync_acls(const struct mbox_opts *o)
     int r = acl_sync(c->data_dir, c->tables, uid, gid, &changed, err, sizeof(err));
     conf_unref(c);
     if (r != 0) {
-        fprintf(stderr,
-                "tern mailbox %s: the mailboxes file was changed, but the ACLs were not: %s; "
-                "fix that and run tern mailbox check\n",
-                o->sub, err);
+        refuse(o,
+               "the mailboxes file was changed, but the ACLs were not: %s; "
+               "fix that and run tern mailbox check",
+               err);
         return EX_IOERR;
     }
     if (changed)
@@ -215,10 +235,10 @@ static int take_size(const struct mbox_opts *o, const char *s, uint64_t *out)
         return 0;
     }
     if (conf_parse_size(s, out) < 0) {
-        fprintf(stderr,
-                "tern mailbox %s: '%s' is not a size; write bytes with an optional K, M or G, "
-                "like 500M, or none\n",
-                o->sub, s);
+        refuse(o,
+               "'%s' is not a size; write bytes with an optional K, M or G, "
+               "like 500M, or none",
+               s);
         return EX_DATAERR;
     }
     return 0;
@@ -257,10 +277,10 @@ static int refuse_user(const struct mbox_opts *o, const struct conf *c)
     const struct tables_user *u = tables_user(c->tables, o->args[0]);
     if (!u || u->shared)
         return 0;
-    fprintf(stderr,
-            "tern mailbox %s: %s is a user, not a shared mailbox; tern user manages users, tern "
-            "mailbox list shows which mailboxes are shared\n",
-            o->sub, o->args[0]);
+    refuse(o,
+           "%s is a user, not a shared mailbox; tern user manages users, tern "
+           "mailbox list shows which mailboxes are shared",
+           o->args[0]);
     return EX_NOUSER;
 }
 
@@ -388,11 +408,11 @@ static int run_quota(const struct mbox_opts *o, const struct conf *c)
 {
     const struct tables_user *u = tables_user(c->tables, o->args[0]);
     if (u && !u->shared) {
-        fprintf(stderr,
-                "tern mailbox quota: %s is a user, whose quota is in the users file: add "
-                "userdb_quota_rule=*:storage=SIZE to the extra fields (after the last colon) of "
-                "its line in %s (Dovecot reads the same field)\n",
-                o->args[0], c->users_file);
+        refuse(o,
+               "%s is a user, whose quota is in the users file: add "
+               "userdb_quota_rule=*:storage=SIZE to the extra fields (after the last colon) of "
+               "its line in %s (Dovecot reads the same field)",
+               o->args[0], c->users_file);
         return EX_DATAERR;
     }
     uint64_t quota;
@@ -422,16 +442,36 @@ static int run_quota(const struct mbox_opts *o, const struct conf *c)
 }
 
 static const struct subcommand subcommands[] = {
-    {"add", 2, -1, OPT_QUOTA, "ADDR MEMBER...", run_add},
-    {"del", 1, 1, 0, "ADDR", run_del},
-    {"members", 1, 1, 0, "ADDR", run_members},
-    {"add-member", 2, -1, 0, "ADDR MEMBER...", run_add_member},
-    {"del-member", 2, -1, 0, "ADDR MEMBER...", run_del_member},
-    {"quota", 2, 2, 0, "ADDR SIZE|none", run_quota},
-    {"list", 0, 1, OPT_JSON, "[NAME]", mbox_list},
-    {"show", 2, 2, 0, "NAME ID", mbox_show},
-    {"check", 0, -1, 0, "[NAME...]", mbox_check},
+    {"add", 2, -1, true, OPT_QUOTA, "ADDR MEMBER...", run_add},
+    {"del", 1, 1, true, 0, "ADDR", run_del},
+    {"members", 1, 1, false, 0, "ADDR", run_members},
+    {"add-member", 2, -1, true, 0, "ADDR MEMBER...", run_add_member},
+    {"del-member", 2, -1, true, 0, "ADDR MEMBER...", run_del_member},
+    {"quota", 2, 2, true, 0, "ADDR SIZE|none", run_quota},
+    {"list", 0, 1, false, OPT_JSON, "[NAME]", mbox_list},
+    {"show", 2, 2, false, 0, "NAME ID", mbox_show},
+    {"check", 0, -1, true, 0, "[NAME...]", mbox_check},
 };
+
+/* The action's admin record: its operands (addresses, members, a size) and --quota. */
+static void record(const struct mbox_opts *o, const struct conf *c, int status)
+{
+    const char **args = calloc((size_t)o->nargs + 2, sizeof(*args));
+    size_t n = 0;
+    for (int i = 0; args && i < o->nargs; i++)
+        args[n++] = o->args[i];
+    if (args && o->quota) {
+        args[n++] = "--quota";
+        args[n++] = o->quota;
+    }
+    char command[32], text[64];
+    snprintf(command, sizeof(command), "mailbox %s", o->sub);
+    const char *result = status == 0  ? "ok"
+                         : refusal[0] ? refusal
+                                      : cli_admin_status_text(status, text, sizeof(text));
+    cli_audit_admin(c, command, args, n, result); /* out of memory: the record without args */
+    free(args);
+}
 
 /* 0, 1 when --help was asked, or EX_USAGE. argv[0] is the subcommand. */
 static int parse_args(int argc, char **argv, struct mbox_opts *o, unsigned *given)
@@ -507,6 +547,8 @@ int cli_mailbox(int argc, char **argv)
     struct conf *c = r ? NULL : cli_load_conf("mailbox", sc->name, &o.config, &r);
     if (c) {
         r = sc->run(&o, c);
+        if (sc->changes)
+            record(&o, c, r);
         conf_unref(c);
     }
     free(addrs);

@@ -2,12 +2,14 @@
  * Passwords come from a no-echo prompt on the terminal, the first line of standard input or
  * the first line of a file, never from the command line (where ps and shell history would see
  * them); they are hashed here and wiped, and the users file is edited through auth/userfile. */
+#include "cli/audit_admin.h"
 #include "cli/cli.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,11 +78,13 @@ struct user_opts {
     bool password_stdin;
     bool admin, scram, crypt;
     unsigned given; /* enum opt_bit of the options given */
+    char *refusal;  /* CLI_ADMIN_RESULT_MAX: the first reason printed, for the audit record */
 };
 
 struct subcommand {
     const char *name;
     bool takes_addr;
+    bool changes;     /* an admin action: recorded in the audit log */
     unsigned allowed; /* enum opt_bit */
     int (*run)(const struct user_opts *o, const struct conf *c);
 };
@@ -105,9 +109,25 @@ static int status_of(const struct userfile_err *e)
     return EX_SOFTWARE;
 }
 
+/* Prints why the action is refused ("tern user SUB: ...") and keeps the first such reason for
+ * the action's audit record. */
+static void refuse(const struct user_opts *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void refuse(const struct user_opts *o, const char *fmt, ...)
+{
+    char msg[CLI_ADMIN_RESULT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "tern user %s: %s\n", o->sub, msg);
+    if (o->refusal && !o->refusal[0])
+        memcpy(o->refusal, msg, sizeof(msg));
+}
+
 static int report_fail(const struct user_opts *o, const struct userfile_err *e)
 {
-    fprintf(stderr, "tern user %s: %s\n", o->sub, e->msg);
+    refuse(o, "%s", e->msg);
     return status_of(e);
 }
 
@@ -165,11 +185,9 @@ static int prompt_password(const struct user_opts *o, char *pw, size_t *len)
     if (fd < 0 || tcgetattr(fd, &old) < 0) {
         if (fd >= 0)
             close(fd);
-        fprintf(stderr,
-                "tern user %s: no terminal to ask for the password; give it as the first line "
-                "of standard input with --password-stdin, or of a file with --password-file "
-                "FILE\n",
-                o->sub);
+        refuse(o, "no terminal to ask for the password; give it as the first line "
+                  "of standard input with --password-stdin, or of a file with --password-file "
+                  "FILE");
         return EX_USAGE;
     }
     /* A signal while echo is off must not leave the terminal that way: catch, restore, then
@@ -206,27 +224,23 @@ static int prompt_password(const struct user_opts *o, char *pw, size_t *len)
         explicit_bzero(pw, PASSWD_MAX + 2);
         if (prompt_signal != SIGTSTP)
             raise(prompt_signal);
-        fprintf(stderr, "tern user %s: interrupted; nothing changed\n", o->sub);
+        refuse(o, "interrupted; nothing changed");
         return EX_TEMPFAIL;
     }
     if (!again || n1 == -1 || (n1 > 0 && n2 == -1)) {
-        fprintf(stderr, "tern user %s: cannot read from the terminal: %s\n", o->sub,
-                again ? strerror(errno) : "out of memory");
+        refuse(o, "cannot read from the terminal: %s", again ? strerror(errno) : "out of memory");
         return EX_IOERR;
     }
     if (n1 == -2 || n2 == -2) {
-        fprintf(stderr,
-                "tern user %s: the password is longer than %d bytes; choose a shorter one\n",
-                o->sub, PASSWD_MAX);
+        refuse(o, "the password is longer than %d bytes; choose a shorter one", PASSWD_MAX);
         return EX_DATAERR;
     }
     if (n1 == 0) {
-        fprintf(stderr, "tern user %s: the password is empty; nothing changed\n", o->sub);
+        refuse(o, "the password is empty; nothing changed");
         return EX_DATAERR;
     }
     if (!same) {
-        fprintf(stderr, "tern user %s: the two passwords differ; nothing changed, try again\n",
-                o->sub);
+        refuse(o, "the two passwords differ; nothing changed, try again");
         return EX_DATAERR;
     }
     *len = (size_t)n1;
@@ -243,8 +257,7 @@ static int read_password(const struct user_opts *o, char *pw, size_t *len)
     if (o->password_file) {
         fd = open(o->password_file, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
-            fprintf(stderr, "tern user %s: cannot read the password file %s: %s\n", o->sub,
-                    o->password_file, strerror(errno));
+            refuse(o, "cannot read the password file %s: %s", o->password_file, strerror(errno));
             return EX_NOINPUT;
         }
     }
@@ -254,20 +267,18 @@ static int read_password(const struct user_opts *o, char *pw, size_t *len)
     if (o->password_file)
         close(fd);
     if (n == -1) {
-        fprintf(stderr, "tern user %s: cannot read the password from %s: %s\n", o->sub, from,
-                strerror(saved));
+        refuse(o, "cannot read the password from %s: %s", from, strerror(saved));
         return o->password_file ? EX_NOINPUT : EX_IOERR;
     }
     if (n == -2) {
-        fprintf(stderr,
-                "tern user %s: the first line of %s is longer than %d bytes; a password must be "
-                "shorter\n",
-                o->sub, from, PASSWD_MAX);
+        refuse(o,
+               "the first line of %s is longer than %d bytes; a password must be "
+               "shorter",
+               from, PASSWD_MAX);
         return EX_DATAERR;
     }
     if (n == 0) {
-        fprintf(stderr, "tern user %s: the first line of %s is empty; put the password there\n",
-                o->sub, from);
+        refuse(o, "the first line of %s is empty; put the password there", from);
         return EX_DATAERR;
     }
     *len = (size_t)n;
@@ -279,7 +290,7 @@ static int new_password(const struct user_opts *o, bool scram, char *hash)
 {
     char *pw = malloc(PASSWD_MAX + 2);
     if (!pw) {
-        fprintf(stderr, "tern user %s: out of memory\n", o->sub);
+        refuse(o, "out of memory");
         return EX_OSERR;
     }
     size_t len = 0;
@@ -290,8 +301,8 @@ static int new_password(const struct user_opts *o, bool scram, char *hash)
             scram ? passwd_hash_scram(pw, len, PASSWD_SCRAM_ITER, hash, HASH_MAX, err, sizeof(err))
                   : passwd_hash_crypt(pw, len, hash, HASH_MAX, err, sizeof(err));
         if (h < 0) {
-            fprintf(stderr, "tern user %s: %s%s\n", o->sub, err,
-                    !scram && len >= 512 ? " (or use --scram, which takes up to 1024)" : "");
+            refuse(o, "%s%s", err,
+                   !scram && len >= 512 ? " (or use --scram, which takes up to 1024)" : "");
             r = EX_DATAERR;
         }
     }
@@ -314,18 +325,18 @@ static int run_add(const struct user_opts *o, const struct conf *c)
     /* Refuse what can be refused before asking for a password; userfile checks again under
      * its lock. */
     if (tables_user(c->tables, o->addr)) {
-        fprintf(stderr,
-                "tern user add: %s is a user already; change the password with tern user "
-                "passwd %s\n",
-                o->addr, o->addr);
+        refuse(o,
+               "%s is a user already; change the password with tern user "
+               "passwd %s",
+               o->addr, o->addr);
         return EX_DATAERR;
     }
     const char *at = strchr(o->addr, '@');
     if (at && !tables_is_local_domain(c->tables, at + 1)) {
-        fprintf(stderr,
-                "tern user add: %s is not one of the local domains; add it to domains = in %s "
-                "first\n",
-                at + 1, c->path);
+        refuse(o,
+               "%s is not one of the local domains; add it to domains = in %s "
+               "first",
+               at + 1, c->path);
         return EX_DATAERR;
     }
     char hash[HASH_MAX];
@@ -347,8 +358,7 @@ static int run_passwd(const struct user_opts *o, const struct conf *c)
     userfile_from_conf(&uf, c);
     const struct tables_user *u = tables_user(c->tables, o->addr);
     if (!u) {
-        fprintf(stderr, "tern user passwd: %s is not a user; tern user list shows who is\n",
-                o->addr);
+        refuse(o, "%s is not a user; tern user list shows who is", o->addr);
         return EX_NOUSER;
     }
     bool scram = o->scram || (!o->crypt && strncasecmp(u->password, "{SCRAM-SHA-256}", 15) == 0);
@@ -478,13 +488,42 @@ static int run_list(const struct user_opts *o, const struct conf *c)
 }
 
 static const struct subcommand subcommands[] = {
-    {"add", true, OPT_NAME | OPT_ADMIN | OPT_SCRAM | OPT_PWSRC, run_add},
-    {"passwd", true, OPT_SCRAM | OPT_CRYPT | OPT_PWSRC, run_passwd},
-    {"del", true, 0, run_del},
-    {"lock", true, 0, run_lock},
-    {"unlock", true, 0, run_unlock},
-    {"list", false, 0, run_list},
+    {"add", true, true, OPT_NAME | OPT_ADMIN | OPT_SCRAM | OPT_PWSRC, run_add},
+    {"passwd", true, true, OPT_SCRAM | OPT_CRYPT | OPT_PWSRC, run_passwd},
+    {"del", true, true, 0, run_del},
+    {"lock", true, true, 0, run_lock},
+    {"unlock", true, true, 0, run_unlock},
+    {"list", false, false, 0, run_list},
 };
+
+/* The action's admin record: the address and the options given, never a password (of
+ * --password-file only the flag: the path is nobody's business either). */
+static void record(const struct user_opts *o, const struct conf *c, int status)
+{
+    const char *args[8];
+    size_t n = 0;
+    args[n++] = o->addr;
+    if (o->name) {
+        args[n++] = "--name";
+        args[n++] = o->name;
+    }
+    if (o->admin)
+        args[n++] = "--admin";
+    if (o->scram)
+        args[n++] = "--scram";
+    if (o->crypt)
+        args[n++] = "--crypt";
+    if (o->password_stdin)
+        args[n++] = "--password-stdin";
+    if (o->password_file)
+        args[n++] = "--password-file";
+    char command[32], text[64];
+    snprintf(command, sizeof(command), "user %s", o->sub);
+    const char *result = status == 0     ? "ok"
+                         : o->refusal[0] ? o->refusal
+                                         : cli_admin_status_text(status, text, sizeof(text));
+    cli_audit_admin(c, command, args, n, result);
+}
 
 /* 0, 1 when --help was asked, or EX_USAGE. argv[0] is the subcommand. */
 static int parse_args(int argc, char **argv, struct user_opts *o)
@@ -605,7 +644,11 @@ int cli_user(int argc, char **argv)
     struct conf *c = cli_load_conf("user", sc->name, &o.config, &r);
     if (!c)
         return r;
+    char refusal[CLI_ADMIN_RESULT_MAX] = "";
+    o.refusal = refusal;
     r = sc->run(&o, c);
+    if (sc->changes)
+        record(&o, c, r);
     conf_unref(c);
     return r;
 }

@@ -144,7 +144,8 @@ int srv_audit_open(struct server *srv, char *err, size_t errlen)
     struct audit_opts o = {.dir = dir,
                            .epoch_seconds = (unsigned)c->audit_epoch,
                            .max_bytes = c->audit_max_size,
-                           .syslog = c->audit_syslog};
+                           .syslog = c->audit_syslog,
+                           .lock_wait_ms = 3000}; /* `tern` may be writing an admin record */
     struct audit_open_info info;
     char why[512];
     srv->audit = audit_open(&o, &info, why, sizeof why);

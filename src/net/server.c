@@ -13,6 +13,7 @@
 
 #include "auth/sasl.h"
 #include "auth/throttle.h"
+#include "net/control.h"
 #include "net/server.h"
 #include "net/tls.h"
 #include "store/acl.h"
@@ -249,6 +250,11 @@ int server_run(struct conf *c, const int *fds, char *err, size_t errlen)
         pool_free(srv.pool);
         return -1;
     }
+    if (control_open(&srv, err, errlen) != 0) { /* admin actions could not be recorded */
+        pool_free(srv.pool);
+        srv_audit_close(&srv, "start failed");
+        return -1;
+    }
     sync_acls(&srv);
     for (size_t i = 0; i < c->nlisteners; i++) {
         lctx[i] = (struct listener_ctx){&srv, c->listeners[i].kind};
@@ -281,6 +287,7 @@ int server_run(struct conf *c, const int *fds, char *err, size_t errlen)
     log_info("stopping: %zu connections left", srv.nconns);
     pool_free(srv.pool); /* finishes the fsyncs in flight and answers their sessions */
     conn_free_all(&srv);
+    control_close(&srv);
     srv_audit_close(&srv, srv.stop_reason ? srv.stop_reason : "stopped");
     for (size_t i = 0; i < srv.nlisteners; i++)
         if (srv.listeners[i])
