@@ -84,6 +84,8 @@ static int append_one(struct audit *a, const char *event, json_t *fields, char *
     memcpy(a->last_mac, mac, sizeof(mac));
     if (a->syslog && syslog_copy)
         *syslog_copy = strndup(a->line, len - 1); /* best effort: the file is what counts */
+    else if (a->syslog) /* the writer's own records (create, epoch, rotate, recover): rare */
+        syslog(LOG_INFO, "%.*s", (int)(len - 1), a->line);
     return 0;
 }
 

@@ -504,10 +504,10 @@ struct audit *audit_open(const struct audit_opts *o, struct audit_open_info *inf
     if (fsutil_make_dir(a->dir, &made, "audit", err, errlen) != 0 || take_lock(a, err, errlen) != 0)
         goto fail;
     a->next_evolve = time(NULL) + (time_t)a->epoch_seconds;
+    if (a->syslog) /* before open_locked: its create/epoch/recover records are copied too */
+        openlog("ternd-audit", LOG_PID | LOG_NDELAY, LOG_MAIL);
     if (open_locked(a, info, err, errlen) != 0)
         goto fail;
-    if (a->syslog)
-        openlog("ternd-audit", LOG_PID | LOG_NDELAY, LOG_MAIL);
     char *first = audit_path(a->dir, AUDIT_FIRST_KEY_NAME);
     info->first_key_present = first && access(first, F_OK) == 0;
     free(first);

@@ -103,15 +103,16 @@ void auth_command(struct smtp_session *s, const char *arg, size_t len)
         session_bad(s);
         return;
     }
+    /* copied first, so that the audit log names what was asked for even when refused */
+    for (size_t i = 0; i < m; i++)
+        s->auth_mech[i] = (char)(arg[i] >= 'a' && arg[i] <= 'z' ? arg[i] - 32 : arg[i]);
+    s->auth_mech[m] = '\0';
     if (!s->env->auth_mech_ok || !s->env->auth_mech_ok(s->env->ctx, arg, m)) {
         session_rule(s, "mechanism");
         session_reply(s, 504, "5.5.4", "Unrecognized authentication mechanism; use one of %s",
                       s->env->auth_mechs);
         return;
     }
-    for (size_t i = 0; i < m; i++)
-        s->auth_mech[i] = (char)(arg[i] >= 'a' && arg[i] <= 'z' ? arg[i] - 32 : arg[i]);
-    s->auth_mech[m] = '\0';
     size_t r = m;
     while (r < len && arg[r] == ' ')
         r++;

@@ -32,7 +32,7 @@ static void session_event(struct smtp_session *s, int code, const char *enh, con
         .verb = s->ev_verb,
         .arg = s->ev_arg,
         .arg_len = s->ev_arg_len,
-        .mech = s->auth_mech,
+        .mech = strcmp(s->ev_verb, "AUTH") == 0 ? s->auth_mech : "",
         .code = code,
         .enh = enh && s->esmtp ? enh : "",
         .rule = s->ev_rule ? s->ev_rule : default_rule(code),
@@ -65,7 +65,7 @@ void session_limit(struct smtp_session *s, const char *what, const char *text)
     struct smtp_event ev = {.limit = true,
                             .verb = what,
                             .arg = "",
-                            .enh = "",
+                            .enh = "4.7.0",
                             .rule = what,
                             .code = 421,
                             .text = text,
@@ -495,6 +495,7 @@ void smtp_session_timeout(struct smtp_session *s)
 {
     if (s->close != SMTP_OPEN)
         return;
+    session_rule(s, "timeout"); /* a command waiting for its final answer (DATA, AUTH) */
     session_reply(s, 421, "4.4.2", "%s Timeout exceeded, closing connection", s->env->hostname);
     s->close = SMTP_CLOSE_AFTER_OUTPUT;
 }
@@ -503,6 +504,7 @@ void smtp_session_shutdown(struct smtp_session *s)
 {
     if (s->close != SMTP_OPEN)
         return;
+    session_rule(s, "shutdown");
     session_reply(s, 421, "4.3.2", "%s Service shutting down, closing connection",
                   s->env->hostname);
     s->close = SMTP_CLOSE_AFTER_OUTPUT;

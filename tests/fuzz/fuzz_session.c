@@ -1,11 +1,14 @@
 /* libFuzzer harness for the SMTP session core: arbitrary client bytes, split at points the input
  * chooses, with a store that fails when the input says so. Every reply must be a well-formed
  * SMTP reply line, a request must never come twice without a resume, and nothing may crash or
- * leak. The tables hold a shared mailbox, so send-as, Sender: insertion and quotas are reached. */
+ * leak. The tables hold a shared mailbox, so send-as, Sender: insertion and quotas are reached.
+ * The audit hook is listened to: every field of every event is read and checked, and no AUTH
+ * event may carry anything but the one user the fake SASL names (never the client's data). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "smtp/data.h"
 #include "smtp/session.h"
 
 static struct tables *tables;
@@ -42,6 +45,70 @@ static struct tables *make_tables(void)
     tables_add_shared(t, NULL, "sales@example.org", sales, 2, 0, err, sizeof err);
     tables_finish(t, err, sizeof err);
     return t;
+}
+
+static bool in_list(const char *s, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(s, list[i]) == 0)
+            return true;
+    return false;
+}
+
+/* "" or an enhanced status code: class.subject.detail, digits. */
+static bool enh_ok(const char *e)
+{
+    if (!*e)
+        return true;
+    for (int part = 0; part < 3; part++) {
+        size_t n = 0;
+        while (e[n] >= '0' && e[n] <= '9')
+            n++;
+        if (n == 0 || n > 3 || e[n] != (part < 2 ? '.' : '\0'))
+            return false;
+        e += n + 1;
+    }
+    return true;
+}
+
+static volatile size_t event_sink; /* keeps the reads of every field */
+
+static void on_event(void *ctx, const struct smtp_event *ev)
+{
+    static const char *const verbs[] = {"HELO", "EHLO", "MAIL", "SEND", "SOML",
+                                        "SAML", "RCPT", "DATA", "BDAT", "AUTH"};
+    static const char *const limits[] = {"bad_commands", "junk_commands", "auth_failures"};
+    (void)ctx;
+    if (!ev->verb || !ev->rule || !ev->enh || !ev->text || !ev->mech || (!ev->arg && ev->arg_len))
+        __builtin_trap();
+    size_t sum =
+        strlen(ev->verb) + strlen(ev->rule) + strlen(ev->enh) + strlen(ev->text) + strlen(ev->mech);
+    for (size_t i = 0; i < ev->arg_len; i++) /* arg is not terminated: read exactly arg_len */
+        sum += (unsigned char)ev->arg[i];
+    event_sink += sum;
+    if (ev->arg_len > 512 || ev->code < 200 || ev->code > 599 || ev->code == 334 ||
+        ev->code == 354 || !ev->rule[0] || !enh_ok(ev->enh) || strlen(ev->mech) >= 32)
+        __builtin_trap();
+    if (ev->limit) {
+        if (!in_list(ev->verb, limits, 3) || strcmp(ev->rule, ev->verb) != 0 || ev->code != 421 ||
+            ev->arg_len != 0)
+            __builtin_trap();
+        return;
+    }
+    if (!in_list(ev->verb, verbs, sizeof verbs / sizeof verbs[0]))
+        __builtin_trap();
+    if (ev->code < 400 && strcmp(ev->rule, "ok") != 0 && strcmp(ev->rule, "relay_authenticated"))
+        __builtin_trap();
+    if (strcmp(ev->verb, "AUTH") == 0) {
+        /* the fake SASL names alice on success and nobody on failure: anything else in arg came
+         * from the client's AUTH data */
+        if (ev->arg_len != 0 &&
+            (ev->arg_len != 17 || memcmp(ev->arg, "alice@example.org", 17) != 0))
+            __builtin_trap();
+    } else if (strcmp(ev->verb, "DATA") == 0 || strcmp(ev->verb, "BDAT") == 0) {
+        if (ev->arg_len != 0 && (ev->arg_len != 5 || memcmp(ev->arg, "FUZZ1", 5) != 0))
+            __builtin_trap();
+    }
 }
 
 /* Every reply line: three digits, '-' or ' ', printable text, CRLF, at most 512 octets. */
@@ -107,6 +174,9 @@ static void serve(struct smtp_session *s, uint8_t flags)
     size_t n = smtp_session_pending_output(s, &o);
     check_output(o, n);
     smtp_session_output_sent(s, n);
+    const char *id = smtp_session_message_id(s);
+    if (strnlen(id, SMTP_DATA_MSGID_MAX) >= SMTP_DATA_MSGID_MAX)
+        __builtin_trap();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -137,6 +207,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .check_from = true,
         .sender_header = true,
         .mailbox_full = mailbox_full,
+        .event = on_event,
     };
     full_flags = flags;
     struct smtp_session *s = smtp_session_new(&env);

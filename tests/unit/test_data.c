@@ -1,6 +1,7 @@
 /* Unit tests of the message-data scanner (src/smtp/data.c): dot transparency, the only end of
  * data (<CRLF>.<CRLF>), bare CR/LF, the line and size limits, Received: counting, BDAT raw mode,
- * and that every result is the same however the input is split across reads. */
+ * the Message-ID: capture, and that every result is the same however the input is split across
+ * reads. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -164,6 +165,85 @@ static void test_raw_mode(void **state)
     }
 }
 
+/* The Message-ID: field body the scanner keeps for in, fed in pieces of every size from one
+ * octet up (text and raw mode alike), checking after every piece that it stays bounded and
+ * NUL-terminated. */
+static void expect_msgid(const char *in, bool raw, const char *want)
+{
+    size_t n = strlen(in);
+    for (size_t step = 1; step <= n; step++) {
+        struct smtp_data d;
+        smtp_data_init(&d, raw, 1 << 20);
+        char out[4096];
+        size_t off = 0, o;
+        while (off < n && !d.done) {
+            size_t piece = n - off < step ? n - off : step;
+            off += smtp_data_feed(&d, in + off, piece, out, sizeof out, &o);
+            assert_true(d.msgid_len < sizeof d.msgid);
+            assert_int_equal(d.msgid[d.msgid_len], '\0');
+            assert_int_equal(strlen(d.msgid), d.msgid_len);
+        }
+        if (strcmp(d.msgid, want) != 0)
+            fail_msg("%s, step %zu: \"%s\" kept \"%s\", want \"%s\"", raw ? "raw" : "text", step,
+                     in, d.msgid, want);
+    }
+}
+
+static void test_message_id(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"Message-ID: <a@b>\r\n\r\nbody\r\n.\r\n", " <a@b>"},
+        {"Subject: x\r\nMessage-ID:\r\n <a@b>\r\nTo: y\r\n\r\n.\r\n", " <a@b>"}, /* folded */
+        {"Message-Id: <a\r\n\t@b\r\n  .c>\r\n\r\n.\r\n", " <a\t@b  .c>"},
+        {"MESSAGE-ID:<x@y>\r\n\r\n.\r\n", "<x@y>"},
+        {"message-id: <1@b>\r\nMessage-ID: <2@b>\r\n\r\n.\r\n", " <1@b>"}, /* the first only */
+        {"Message-ID: <a@b>\r\nSubject: Message-ID\r\n\r\n.\r\n", " <a@b>"},
+        {"Subject: x\r\n\r\nMessage-ID: <body@b>\r\n.\r\n", ""}, /* the body is no header */
+        {"Subject: x\r\n\r\n.\r\n", ""},
+        {"X-Message-ID: <x>\r\nResent-Message-ID: <y>\r\n\r\n.\r\n", ""},
+        {"Message-ID : <x>\r\nMessage-IDs: <y>\r\n\r\n.\r\n", ""},
+        {"Subject: a\r\n Message-ID: <x>\r\n\r\n.\r\n", ""}, /* a continuation line */
+        {"Message-ID: <a@b>\r\n", " <a@b>"},                 /* not yet ended */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        expect_msgid(cases[i].in, false, cases[i].want);
+        expect_msgid(cases[i].in, true, cases[i].want); /* BDAT: CRs are not line content */
+    }
+    /* BDAT lines may end in a bare LF; text mode keeps scanning a doomed message */
+    expect_msgid("Message-ID: <r@b>\nX: y\n\nbody", true, " <r@b>");
+    expect_msgid("Message-ID: <r@b>\nX: y\r\n\r\n.\r\n", false, " <r@b>X: y");
+}
+
+static void test_message_id_bound(void **state)
+{
+    (void)state;
+    char in[4096];
+    size_t n = (size_t)sprintf(in, "Message-ID: <");
+    memset(in + n, 'q', 900);
+    n += 900;
+    strcpy(in + n, "@b>\r\n\r\nbody\r\n.\r\n");
+    char want[SMTP_DATA_MSGID_MAX];
+    memcpy(want, in + strlen("Message-ID:"), sizeof want - 1);
+    want[sizeof want - 1] = '\0';
+    expect_msgid(in, false, want);
+    expect_msgid(in, true, want);
+    /* folded over many lines: the cut counts unfolded octets */
+    n = (size_t)sprintf(in, "Message-ID:");
+    for (int i = 0; i < 100; i++)
+        n += (size_t)sprintf(in + n, "\r\n <%02d@b.example>", i);
+    strcpy(in + n, "\r\n\r\n.\r\n");
+    struct outcome r;
+    scan(in, strlen(in), false, 1 << 20, 1, 8192, &r);
+    assert_true(r.d.done);
+    assert_int_equal(r.d.msgid_len, SMTP_DATA_MSGID_MAX - 1);
+    assert_memory_equal(r.d.msgid, " <00@b.example> <01@b.example>", 30);
+    assert_null(strchr(r.d.msgid, '\r'));
+    assert_null(strchr(r.d.msgid, '\n'));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -174,6 +254,8 @@ int main(void)
         cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_received_count),
         cmocka_unit_test(test_raw_mode),
+        cmocka_unit_test(test_message_id),
+        cmocka_unit_test(test_message_id_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
