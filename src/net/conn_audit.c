@@ -44,12 +44,15 @@ void conn_audit_connect(struct conn *c)
     if (f && c->env.refuse)
         json_object_set_new(f, "refused", json_string("deny"));
     record(c, "connect", f);
+    c->connect_recorded = true;
     if (c->env.over_limit)
         conn_audit_limit(c, "connections", "over the connection limits: greeted 421 and closed");
 }
 
 void conn_audit_disconnect(struct conn *c)
 {
+    if (!c->connect_recorded)
+        return;
     struct smtp_stats st = {0};
     if (c->s)
         smtp_session_stats(c->s, &st);

@@ -46,6 +46,7 @@ struct conn {
     time_t started;
     /* for the audit log (conn_audit.c) */
     char session[40];      /* the id every record of this connection carries */
+    bool connect_recorded; /* a disconnect record only follows a connect record */
     struct timespec began; /* monotonic, for duration_ms */
     uint64_t bytes_out;
     json_t *rcpts;      /* recipients accepted in the transaction under way */
