@@ -19,6 +19,7 @@ static const struct command commands[] = {
     {"queue", cli_queue, "list the outbound queue (tern queue list [--json])"},
     {"mailbox", cli_mailbox, "shared mailboxes and quotas; list, show and check any mailbox"},
     {"audit", cli_audit, "verify the audit log; show its records, trace a message; rotate it"},
+    {"send", cli_send, "build a message and send it to any SMTP server (TLS, AUTH)"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

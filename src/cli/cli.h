@@ -13,6 +13,7 @@ int cli_user(int argc, char **argv);    /* tern user add|passwd|del|lock|unlock|
 int cli_queue(int argc, char **argv);   /* tern queue list [-c CONFIG] [--json] */
 int cli_mailbox(int argc, char **argv); /* tern mailbox add|del|members|...|list|show|check */
 int cli_audit(int argc, char **argv);   /* tern audit verify|show|trace|rotate ... */
+int cli_send(int argc, char **argv);    /* tern send --from A --to B [options] */
 
 /* Is s one of -h, --help? */
 int cli_is_help(const char *s);
