@@ -34,6 +34,7 @@ static const struct {
     {"rcpt", {"to", "code", "enh", "rule", "reply"}},
     {"data", {"verb", "id", "code", "enh", "rule", "reply"}},
     {"message", {"id", "message_id", "size", "from", "auth_user", "rcpts", "mailboxes", "queued"}},
+    {"message_failed", {"id", "rule", "detail"}},
     {"limit", {"ip", "what", "detail"}},
     {"admin", {"unix_user", "uid", "command", "args", "result"}},
     {"create", {"key_id"}},

@@ -204,14 +204,25 @@ static void commit_run(void *arg)
     struct job *j = arg;
     struct conn *c = j->c;
     const struct smtp_txn *t = j->txn;
+    /* The record goes into the log before the Maildir fsyncs, so that while they run another
+     * session's audit fsync may already carry it: audit then rarely costs an fsync of its own.
+     * It is durable before the 250 either way; a commit that fails after it gets a
+     * message_failed record. A log that cannot take it refuses the message before it is stored. */
+    uint64_t seq = 0;
+    if (j->rec && conn_audit_append(c, j->rec, &seq, j->err, sizeof j->err) != 0) {
+        j->rec = NULL;
+        j->status = DELIVER_FAILED;
+        return;
+    }
+    j->rec = NULL;
     j->status = deliver_commit(c->conf->data_dir, c->conf->tables, c->msg, c->spool,
                                (const char(*)[TABLES_ADDR_MAX + 1]) t->mailboxes, t->nmailboxes,
                                j->which, sizeof j->which, j->err, sizeof j->err);
-    if (j->status == DELIVER_OK && j->rec) {
-        /* the record is durable before the 250, in the same batch of fsyncs as its neighbours */
-        j->audit_failed = conn_audit_commit(c, j->rec, j->err, sizeof j->err) != 0;
-        j->rec = NULL;
-    }
+    if (seq && j->status == DELIVER_OK)
+        j->audit_failed = conn_audit_sync(c, seq, j->err, sizeof j->err) != 0;
+    else if (seq)
+        conn_audit_failed(c, j->status == DELIVER_FULL ? "quota" : "store",
+                          j->status == DELIVER_FULL ? j->which : j->err);
 }
 
 static void commit_done(void *arg)
@@ -220,7 +231,7 @@ static void commit_done(void *arg)
     struct conn *c = j->c;
     struct smtp_result r = {.ok = j->status == DELIVER_OK};
     const struct smtp_txn *t = smtp_session_request(c->s)->txn;
-    json_decref(j->rec); /* not consumed when the commit failed */
+    json_decref(j->rec); /* NULL unless the job never ran */
     if (j->status == DELIVER_OK && j->audit_failed) {
         /* stored, but unrecorded: refuse, so that the client keeps the message and tries again
          * (the recipients may then get it twice; nobody loses it, and nothing goes unrecorded) */

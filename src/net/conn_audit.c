@@ -180,10 +180,19 @@ json_t *conn_audit_message(struct conn *c, const struct smtp_txn *t, const char 
     return f;
 }
 
-int conn_audit_commit(struct conn *c, json_t *rec, char *err, size_t errlen)
+int conn_audit_append(struct conn *c, json_t *rec, uint64_t *seq, char *err, size_t errlen)
 {
-    uint64_t seq = 0;
-    if (audit_append(c->srv->audit, "message", rec, &seq, err, errlen) != 0)
-        return -1;
+    return audit_append(c->srv->audit, "message", rec, seq, err, errlen);
+}
+
+int conn_audit_sync(struct conn *c, uint64_t seq, char *err, size_t errlen)
+{
     return audit_sync(c->srv->audit, seq, err, errlen);
+}
+
+void conn_audit_failed(struct conn *c, const char *why, const char *detail)
+{
+    /* on a worker: record() would go through srv_audit, which only logs, so that is fine */
+    record(c, "message_failed",
+           json_pack("{s:s,s:s,s:o}", "id", c->msg_id, "rule", why, "detail", audit_str(detail)));
 }

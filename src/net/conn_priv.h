@@ -93,7 +93,11 @@ void conn_audit_tls_fail(struct conn *c, const char *error);
 void conn_audit_limit(struct conn *c, const char *what, const char *detail);
 /* On the loop, when the store commits: the message record's fields (NULL without a log). */
 json_t *conn_audit_message(struct conn *c, const struct smtp_txn *t, const char *id);
-/* On the worker, once the message is durable: appends rec (stolen) and syncs it. */
-int conn_audit_commit(struct conn *c, json_t *rec, char *err, size_t errlen);
+/* On the worker: appends the message record (stolen) before the message is made durable, makes
+ * it durable once the message is (before the 250), or follows it with a message_failed record
+ * when the commit failed (why: "quota" or "store"). */
+int conn_audit_append(struct conn *c, json_t *rec, uint64_t *seq, char *err, size_t errlen);
+int conn_audit_sync(struct conn *c, uint64_t seq, char *err, size_t errlen);
+void conn_audit_failed(struct conn *c, const char *why, const char *detail);
 
 #endif
