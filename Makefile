@@ -144,6 +144,7 @@ bench: deps
 	@bench/run.sh
 	@bench/tls-auth.sh
 	@bench/shared.sh
+	@bench/audit.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
