@@ -221,23 +221,48 @@ static void fetch_hmac(void)
     hmac_alg = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
 }
 
+/* A context keyed with the last key used, so that most records only copy it instead of
+ * fetching the digest and hashing the key again (the key changes once an epoch). One for the
+ * process, under its own lock: the writer and verify call this from one thread at a time
+ * anyway. Never freed: it is reachable until exit. */
+static pthread_mutex_t keyed_mu = PTHREAD_MUTEX_INITIALIZER;
+static EVP_MAC_CTX *keyed;
+static unsigned char keyed_key[AUDIT_KEY_LEN];
+
+static EVP_MAC_CTX *keyed_copy(const unsigned char key[AUDIT_KEY_LEN])
+{
+    pthread_mutex_lock(&keyed_mu);
+    if (!keyed || CRYPTO_memcmp(keyed_key, key, AUDIT_KEY_LEN) != 0) {
+        EVP_MAC_CTX_free(keyed);
+        char digest[] = "SHA256";
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+            OSSL_PARAM_construct_end(),
+        };
+        keyed = EVP_MAC_CTX_new(hmac_alg);
+        if (keyed && !EVP_MAC_init(keyed, key, AUDIT_KEY_LEN, params)) {
+            EVP_MAC_CTX_free(keyed);
+            keyed = NULL;
+        }
+        if (keyed)
+            memcpy(keyed_key, key, AUDIT_KEY_LEN);
+    }
+    EVP_MAC_CTX *ctx = keyed ? EVP_MAC_CTX_dup(keyed) : NULL;
+    pthread_mutex_unlock(&keyed_mu);
+    return ctx;
+}
+
 int audit_mac(const unsigned char key[AUDIT_KEY_LEN], const unsigned char prev[AUDIT_MAC_LEN],
               const char *canon, size_t len, unsigned char out[AUDIT_MAC_LEN])
 {
     pthread_once(&hmac_once, fetch_hmac);
     if (!hmac_alg)
         return -1;
-    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(hmac_alg);
+    EVP_MAC_CTX *ctx = keyed_copy(key);
     if (!ctx)
         return -1;
-    char digest[] = "SHA256";
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-        OSSL_PARAM_construct_end(),
-    };
     size_t outlen = 0;
-    int ok = EVP_MAC_init(ctx, key, AUDIT_KEY_LEN, params) &&
-             EVP_MAC_update(ctx, prev, AUDIT_MAC_LEN) &&
+    int ok = EVP_MAC_update(ctx, prev, AUDIT_MAC_LEN) &&
              EVP_MAC_update(ctx, (const unsigned char *)canon, len) &&
              EVP_MAC_final(ctx, out, &outlen, AUDIT_MAC_LEN) && outlen == AUDIT_MAC_LEN;
     EVP_MAC_CTX_free(ctx);
