@@ -23,7 +23,7 @@ CPPFLAGS ?=
 LDFLAGS ?=
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(shell pkg-config --libs readline 2>/dev/null)
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter
 ALL_CFLAGS := -std=c17 $(WARN) $(OPT) -g $(SAN) -D_GNU_SOURCE -Isrc -Iinclude $(PKG_CFLAGS) \

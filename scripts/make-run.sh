@@ -40,6 +40,17 @@ build/tern config check "$VAR/tern.conf"
 domain=$(sed -n 's/^domains *= *\([^ ,]*\).*/\1/p' "$VAR/tern.conf" | head -1)
 user=$(grep -v '^#' "$VAR/users" | head -1 | cut -d: -f1)
 port=$(sed -n 's/^smtp *= *[^:]*:\([0-9]*\).*/\1/p' "$VAR/tern.conf" | head -1)
+sub=$(sed -n 's/^submission *= *[^:]*:\([0-9]*\).*/\1/p' "$VAR/tern.conf" | head -1)
+# tern send verifies certificates: the one made above names 127.0.0.1, so trusting it as a CA
+# is enough; one from elsewhere (an older ./var) may not, and then only --insecure gets through
+tlsopt="--ca-file $VAR/tls/cert.pem"
+tlswhy="The certificate is the self-signed one in $VAR/tls/, made out to
+127.0.0.1 and localhost, so --ca-file is all tern send needs to verify it."
+if ! openssl x509 -in "$VAR/tls/cert.pem" -noout -checkip 127.0.0.1 2>/dev/null | grep -q "does match"; then
+  tlsopt="--insecure"
+  tlswhy="$VAR/tls/cert.pem is not made out to 127.0.0.1, so it cannot verify there:
+--insecure skips the check, which is fine for this local test only."
+fi
 cat <<MSG
 
 ternd is starting in the foreground (Ctrl-C stops it). Mail for $domain lands in
@@ -49,8 +60,11 @@ Send a first mail from another terminal:
 or with Python:
   python3 -c 'import smtplib; smtplib.SMTP("127.0.0.1", ${port:-$SMTP_PORT}).sendmail("you@example.com", ["$user"], "Subject: hi\r\n\r\nhello\r\n")'
 As $user (with the password printed above), over STARTTLS on the submission port:
-  swaks --server 127.0.0.1:${SUBMISSION_PORT} --tls --auth-user $user --from $user --to $user
-(swaks asks for the password; \`tern send\` arrives with the client-side work, see the README.)
+  echo hello | build/tern send --server 127.0.0.1:${sub:-$SUBMISSION_PORT} $tlsopt \\
+      --user $user --from $user --to $user --subject "first mail"
+tern send asks for the password.
+$tlswhy
+\`build/tern probe 127.0.0.1:${sub:-$SUBMISSION_PORT}\` shows what the server offers and its certificate.
 
 MSG
 exec build/ternd -c "$VAR/tern.conf"

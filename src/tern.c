@@ -20,6 +20,8 @@ static const struct command commands[] = {
     {"mailbox", cli_mailbox, "shared mailboxes and quotas; list, show and check any mailbox"},
     {"audit", cli_audit, "verify the audit log; show its records, trace a message; rotate it"},
     {"send", cli_send, "build a message and send it to any SMTP server (TLS, AUTH)"},
+    {"probe", cli_probe, "show what an SMTP server offers: greeting, EHLO, TLS, certificate"},
+    {"smtp", cli_smtp, "talk SMTP to a server by hand, each reply explained"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

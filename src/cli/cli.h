@@ -14,6 +14,8 @@ int cli_queue(int argc, char **argv);   /* tern queue list [-c CONFIG] [--json] 
 int cli_mailbox(int argc, char **argv); /* tern mailbox add|del|members|...|list|show|check */
 int cli_audit(int argc, char **argv);   /* tern audit verify|show|trace|rotate ... */
 int cli_send(int argc, char **argv);    /* tern send --from A --to B [options] */
+int cli_probe(int argc, char **argv);   /* tern probe HOST[:PORT] [--json] [options] */
+int cli_smtp(int argc, char **argv);    /* tern smtp HOST[:PORT] [options]: a session */
 
 /* Is s one of -h, --help? */
 int cli_is_help(const char *s);
