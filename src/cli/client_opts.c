@@ -43,6 +43,30 @@ int client_parse_server(const char *given, char *host, size_t hostlen, char *por
     return 0;
 }
 
+int client_server_arg(const char *cmd, int argc, char **argv, int optind_, char *host,
+                      size_t hostlen, char *port, size_t portlen)
+{
+    if (optind_ + 1 != argc) {
+        fprintf(stderr, "tern %s: give one server, HOST or HOST:PORT (%s); see tern %s --help\n",
+                cmd, optind_ == argc ? "none given" : "more than one given", cmd);
+        return -1;
+    }
+    if (client_parse_server(argv[optind_], host, hostlen, port, portlen) != 0) {
+        fprintf(stderr, "tern %s: %s: write HOST, HOST:PORT or [IPV6]:PORT\n", cmd, argv[optind_]);
+        return -1;
+    }
+    return 0;
+}
+
+int client_option_error(const char *cmd, int ch, const char *option)
+{
+    fprintf(stderr,
+            ch == ':' ? "tern %s: %s needs a value; see tern %s --help\n"
+                      : "tern %s: unknown option %s; see tern %s --help\n",
+            cmd, option, cmd);
+    return EX_USAGE;
+}
+
 /* --verbose: every line, with what came from the server made safe for a terminal. */
 static void transcript(void *arg, char dir, const char *line, size_t len)
 {

@@ -53,6 +53,12 @@ int client_opts_take(struct client_cli *cc, int opt, const char *arg);
 
 /* HOST[:PORT], [IPV6]:PORT or a bare IPv6 address; port "" when none. 0, or -1 when malformed. */
 int client_parse_server(const char *given, char *host, size_t hostlen, char *port, size_t portlen);
+/* The one HOST[:PORT] argument at argv[optind_] (and nothing after it); prints why not. */
+int client_server_arg(const char *cmd, int argc, char **argv, int optind_, char *host,
+                      size_t hostlen, char *port, size_t portlen);
+/* getopt's ':' (value missing) or '?' for option: prints why; EX_USAGE. */
+int client_option_error(const char *cmd, int ch, const char *option);
+
 /* 465 for implicit TLS, else 587 when submitting as a user, else 25. */
 const char *client_default_port(enum tern_tls tls, bool submission);
 

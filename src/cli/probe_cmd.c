@@ -388,27 +388,13 @@ static int parse(int argc, char **argv, struct probe *p)
         case O_HELP:
             fputs(usage, stdout);
             return -1;
-        case ':':
-            fprintf(stderr, "tern probe: %s needs a value; see tern probe --help\n",
-                    argv[optind - 1]);
-            return EX_USAGE;
         default:
-            fprintf(stderr, "tern probe: unknown option %s; see tern probe --help\n",
-                    argv[optind - 1]);
-            return EX_USAGE;
+            return client_option_error("probe", ch, argv[optind - 1]);
         }
     }
-    if (optind + 1 != argc) {
-        fprintf(stderr,
-                "tern probe: give one server, HOST or HOST:PORT (%s); see tern probe "
-                "--help\n",
-                optind == argc ? "none given" : "more than one given");
+    if (client_server_arg("probe", argc, argv, optind, p->host, sizeof p->host, p->port,
+                          sizeof p->port) != 0)
         return EX_USAGE;
-    }
-    if (client_parse_server(argv[optind], p->host, sizeof p->host, p->port, sizeof p->port) != 0) {
-        fprintf(stderr, "tern probe: %s: write HOST, HOST:PORT or [IPV6]:PORT\n", argv[optind]);
-        return EX_USAGE;
-    }
     if (!p->port[0])
         snprintf(p->port, sizeof p->port, "%s", p->mode == P_IMPLICIT ? "465" : "25");
     return 0;

@@ -167,7 +167,7 @@ static int parse(int argc, char **argv, struct send_opts *o)
             fputs(usage, stdout);
             return -1;
         default:
-            return cli_option_error("send", "", ch, argv[optind - 1]);
+            return client_option_error("send", ch, argv[optind - 1]);
         }
     }
     if (rc)

@@ -511,27 +511,13 @@ static int parse(int argc, char **argv, struct session *s)
         case O_HELP:
             fputs(usage, stdout);
             return -1;
-        case ':':
-            fprintf(stderr, "tern smtp: %s needs a value; see tern smtp --help\n",
-                    argv[optind - 1]);
-            return EX_USAGE;
         default:
-            fprintf(stderr, "tern smtp: unknown option %s; see tern smtp --help\n",
-                    argv[optind - 1]);
-            return EX_USAGE;
+            return client_option_error("smtp", ch, argv[optind - 1]);
         }
     }
-    if (optind + 1 != argc) {
-        fprintf(stderr,
-                "tern smtp: give one server, HOST or HOST:PORT (%s); see tern smtp "
-                "--help\n",
-                optind == argc ? "none given" : "more than one given");
+    if (client_server_arg("smtp", argc, argv, optind, s->host, sizeof s->host, s->port,
+                          sizeof s->port) != 0)
         return EX_USAGE;
-    }
-    if (client_parse_server(argv[optind], s->host, sizeof s->host, s->port, sizeof s->port) != 0) {
-        fprintf(stderr, "tern smtp: %s: write HOST, HOST:PORT or [IPV6]:PORT\n", argv[optind]);
-        return EX_USAGE;
-    }
     if (!s->port[0])
         snprintf(s->port, sizeof s->port, "%s",
                  client_default_port(s->mode == S_IMPLICIT ? TERN_TLS_IMPLICIT : TERN_TLS_NONE,
