@@ -145,6 +145,7 @@ bench: deps
 	@bench/tls-auth.sh
 	@bench/shared.sh
 	@bench/audit.sh
+	@bench/client.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -364,11 +364,18 @@ static int run(struct send_opts *o)
         goto out;
     int sent = tern_send_message(c, from, rcpts, n, msg, msglen, &res);
     int worst = 0; /* 0, EX_TEMPFAIL or EX_UNAVAILABLE: a permanent refusal outweighs */
-    if (res.mail.code && client_exit_status(res.mail.code)) {
+    if (res.mail.code == TERN_CODE_LOCAL && res.mail.nlines) {
+        /* libtern refused before sending: too big for the server's SIZE, an address that
+         * needs SMTPUTF8 the server lacks; no server will take it as it is */
+        fprintf(stderr, "tern send: not sent: ");
+        cli_put_safe(stderr, tern_reply_text(&res.mail), strlen(tern_reply_text(&res.mail)));
+        fputc('\n', stderr);
+        worst = EX_DATAERR;
+    } else if (res.mail.code && client_exit_status(res.mail.code)) {
         print_reply(stderr, "tern send: MAIL FROM refused", &res.mail);
         worst = client_exit_status(res.mail.code);
     }
-    for (size_t i = 0; i < res.nrcpt; i++) {
+    for (size_t i = 0; res.mail.cls == TERN_POSITIVE && i < res.nrcpt; i++) {
         int s = client_exit_status(res.rcpt[i].code);
         if (s) {
             char who[HDR_ADDR_MAX + 64];
