@@ -82,7 +82,8 @@ void client_opts_init(struct client_cli *cc)
     cc->tls = TERN_TLS_STARTTLS; /* encrypted unless the user says otherwise */
 }
 
-int client_opts_take(struct client_cli *cc, int opt, const char *arg)
+int client_opts_take(struct client_cli *cc, const char *cmd, int opt, const char *option,
+                     const char *arg)
 {
     switch (opt) {
     case CLIENT_OPT_TLS:
@@ -110,8 +111,11 @@ int client_opts_take(struct client_cli *cc, int opt, const char *arg)
         char *end;
         errno = 0;
         unsigned long s = strtoul(arg, &end, 10);
-        if (errno || *end || s == 0 || s > 3600)
+        if (errno || *end || s == 0 || s > 3600) {
+            fprintf(stderr, "tern %s: %s %s: give a number of seconds, 1 to 3600\n", cmd, option,
+                    arg);
             return -1;
+        }
         unsigned ms = (unsigned)s * 1000;
         cc->opts.timeouts = (struct tern_timeouts){ms, ms, ms, ms, ms, ms, ms, ms};
         return 1;

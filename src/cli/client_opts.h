@@ -48,8 +48,10 @@ struct client_cli {
 };
 
 void client_opts_init(struct client_cli *cc);
-/* Takes one of the shared options: 1 taken, 0 not one of them, -1 bad value. */
-int client_opts_take(struct client_cli *cc, int opt, const char *arg);
+/* Takes one of the shared options (getopt's opt, as given on the command line: option, with
+ * its value arg): 1 taken, 0 not one of them, -1 a bad value, said on stderr for tern cmd. */
+int client_opts_take(struct client_cli *cc, const char *cmd, int opt, const char *option,
+                     const char *arg);
 
 /* HOST[:PORT], [IPV6]:PORT or a bare IPv6 address; port "" when none. 0, or -1 when malformed. */
 int client_parse_server(const char *given, char *host, size_t hostlen, char *port, size_t portlen);

@@ -3,6 +3,7 @@
  * class tests they rest on. Nothing here decides what goes in a message; compose.c does. */
 #include "cli/compose_priv.h"
 
+#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,8 +16,6 @@
 /* A parameter segment with the SP before it and the ";" after it stays within 78 columns. */
 #define PARAM_SEG (COMPOSE_SOFT_LINE - 2)
 
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char hex_digits[] = "0123456789ABCDEF";
 
 void cb_free(struct cbuf *b)
@@ -228,22 +227,11 @@ static size_t b64_len(size_t n)
     return (n + 2) / 3 * 4;
 }
 
-/* Writes the base64 of s (n bytes) at o, without line breaks; gives the length written. */
+/* Writes the base64 of s (n bytes, a line's worth at most) at o, without line breaks, and a NUL
+ * after it that the caller overwrites or keeps; gives the length written. */
 static size_t b64_write(char *o, const unsigned char *s, size_t n)
 {
-    size_t w = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)s[i + 1] << 8;
-        if (i + 2 < n)
-            v |= s[i + 2];
-        o[w++] = b64_alphabet[(v >> 18) & 63];
-        o[w++] = b64_alphabet[(v >> 12) & 63];
-        o[w++] = i + 1 < n ? b64_alphabet[(v >> 6) & 63] : '=';
-        o[w++] = i + 2 < n ? b64_alphabet[v & 63] : '=';
-    }
-    return w;
+    return (size_t)EVP_EncodeBlock((unsigned char *)o, s, (int)n);
 }
 
 /* Writes one encoded-word for s (n bytes) into word (room for EW_MAX + 1); its length. */

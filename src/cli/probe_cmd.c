@@ -372,12 +372,9 @@ static int parse(int argc, char **argv, struct probe *p)
                                                   : P_NONE;
         if (ch == CLIENT_OPT_INSECURE)
             p->quiet_verify = true;
-        int t = client_opts_take(&p->cc, ch, optarg);
-        if (t < 0) {
-            fprintf(stderr, "tern probe: %s %s: give a number of seconds, 1 to 3600\n",
-                    argv[optind - 1], optarg);
+        int t = client_opts_take(&p->cc, "probe", ch, argv[optind - 1], optarg);
+        if (t < 0)
             return EX_USAGE;
-        }
         if (t > 0)
             continue;
         switch (ch) {

@@ -111,12 +111,9 @@ static int parse(int argc, char **argv, struct send_opts *o)
     optind = 1;
     int ch, rc = 0;
     while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        int t = client_opts_take(&o->cc, ch, optarg);
-        if (t < 0) {
-            fprintf(stderr, "tern send: %s %s: give a number of seconds, 1 to 3600\n",
-                    argv[optind - 1], optarg);
+        int t = client_opts_take(&o->cc, "send", ch, argv[optind - 1], optarg);
+        if (t < 0)
             return EX_USAGE;
-        }
         if (t > 0)
             continue;
         switch (ch) {

@@ -492,12 +492,9 @@ static int parse(int argc, char **argv, struct session *s)
             s->mode = ch == CLIENT_OPT_TLS        ? S_IMPLICIT
                       : ch == CLIENT_OPT_STARTTLS ? S_STARTTLS
                                                   : S_NONE;
-        int t = client_opts_take(&s->cc, ch, optarg);
-        if (t < 0) {
-            fprintf(stderr, "tern smtp: %s %s: give a number of seconds, 1 to 3600\n",
-                    argv[optind - 1], optarg);
+        int t = client_opts_take(&s->cc, "smtp", ch, argv[optind - 1], optarg);
+        if (t < 0)
             return EX_USAGE;
-        }
         if (t > 0)
             continue;
         switch (ch) {

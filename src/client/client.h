@@ -74,13 +74,13 @@ enum tern_cmd smtpc_cmd_of(const char *verb);
 /* The capabilities in a 250 reply to EHLO (or HELO, esmtp 0) into caps, replacing them. */
 void smtpc_parse_caps(const struct tern_reply *r, bool ehlo, struct tern_caps *caps);
 
-/* Octets the transform makes of buf (CRLF line ends, no dot-stuffing when st->dots is false),
- * and with end, of the message's end (its final CRLF): summed over all chunks, the SIZE to
- * declare. Sets st->eight when an octet >= 0x80 is seen. */
 /* The transform itself, into out (room for SMTPC_TRANSFORM_MAX(len) octets); with end, also the
  * message's end. Returns the octets written. For BDAT chunks, whose size is sent first. */
 #define SMTPC_TRANSFORM_MAX(len) (2 * (len) + 4)
 size_t smtpc_transform(struct smtpc_stuff *st, const void *buf, size_t len, bool end, char *out);
+/* Octets the transform makes of buf (CRLF line ends, no dot-stuffing when st->dots is false),
+ * and with end, of the message's end (its final CRLF): summed over all chunks, the SIZE to
+ * declare. Sets st->eight when an octet >= 0x80 is seen. */
 unsigned long long smtpc_measure(struct smtpc_stuff *st, const void *buf, size_t len, bool end);
 
 #endif

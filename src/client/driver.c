@@ -159,18 +159,23 @@ int drv_queue(struct tern_client *c, enum tern_cmd cmd, const char *line, bool s
     return 0;
 }
 
+/* Hands the bytes waiting in c->in to the core and keeps what it did not take (the bytes
+ * after a reply to STARTTLS, or replies nobody awaits yet). The octets it took. */
+static size_t feed_core(struct tern_client *c)
+{
+    size_t used = smtpc_feed(c->core, c->in, c->inlen);
+    memmove(c->in, c->in + used, c->inlen - used);
+    c->inlen -= used;
+    return used;
+}
+
 /* Reads what the server has sent, without waiting, into c->in and the core. 0 when nothing
  * came or more came, -1 with why when the connection ended or failed. */
 static int read_some(struct tern_client *c, short *events, char *why, size_t whylen)
 {
-    if (c->inlen > 0) { /* bytes read earlier, before their reply was awaited */
-        size_t used = smtpc_feed(c->core, c->in, c->inlen);
-        memmove(c->in, c->in + used, c->inlen - used);
-        c->inlen -= used;
-        if (used > 0) {
-            *events = 0;
-            return 1;
-        }
+    if (c->inlen > 0 && feed_core(c) > 0) { /* bytes read before their reply was awaited */
+        *events = 0;
+        return 1;
     }
     if (c->inlen == sizeof c->in) {
         *events = 0; /* nothing expected takes these: wait for the writes alone */
@@ -186,9 +191,7 @@ static int read_some(struct tern_client *c, short *events, char *why, size_t why
     if (n < 0)
         return -1;
     c->inlen += (size_t)n;
-    size_t used = smtpc_feed(c->core, c->in, c->inlen);
-    memmove(c->in, c->in + used, c->inlen - used);
-    c->inlen -= used;
+    feed_core(c);
     *events = 0;
     return 1;
 }
@@ -442,34 +445,34 @@ static const char *helo_name(struct tern_client *c, const char *domain)
     return c->helo;
 }
 
-int tern_helo(struct tern_client *c, const char *domain, struct tern_reply *reply)
+/* EHLO (or HELO) for domain: the name is remembered for the EHLO after STARTTLS, and the
+ * capabilities are those of the reply while the connection stays open. An EHLO refused with
+ * 500/502 is an RFC 821 server: HELO follows, and the server offers no extensions. */
+static int greet(struct tern_client *c, bool ehlo, const char *domain, struct tern_reply *reply)
 {
+    enum tern_cmd cmd = ehlo ? TERN_CMD_EHLO : TERN_CMD_HELO;
     char line[512];
     const char *name = helo_name(c, domain);
-    if (line_of(line, sizeof line, TERN_CMD_HELO, "HELO", name, NULL, reply) < 0)
+    if (line_of(line, sizeof line, cmd, ehlo ? "EHLO" : "HELO", name, NULL, reply) < 0)
         return -1;
     if (name != c->helo)
         snprintf(c->helo, sizeof c->helo, "%s", name);
-    int rc = drv_exchange(c, TERN_CMD_HELO, line, false, reply);
+    int rc = drv_exchange(c, cmd, line, false, reply);
+    if (ehlo && rc < 0 && c->connected && (reply->code == 500 || reply->code == 502))
+        return greet(c, false, c->helo, reply);
     if (c->connected)
-        smtpc_parse_caps(reply, false, &c->caps);
+        smtpc_parse_caps(reply, ehlo, &c->caps);
     return rc == 0 ? 0 : -1;
+}
+
+int tern_helo(struct tern_client *c, const char *domain, struct tern_reply *reply)
+{
+    return greet(c, false, domain, reply);
 }
 
 int tern_ehlo(struct tern_client *c, const char *domain, struct tern_reply *reply)
 {
-    char line[512];
-    const char *name = helo_name(c, domain);
-    if (line_of(line, sizeof line, TERN_CMD_EHLO, "EHLO", name, NULL, reply) < 0)
-        return -1;
-    if (name != c->helo)
-        snprintf(c->helo, sizeof c->helo, "%s", name);
-    int rc = drv_exchange(c, TERN_CMD_EHLO, line, false, reply);
-    if (rc < 0 && c->connected && (reply->code == 500 || reply->code == 502))
-        return tern_helo(c, c->helo, reply); /* an RFC 821 server: no extensions */
-    if (c->connected)
-        smtpc_parse_caps(reply, true, &c->caps);
-    return rc == 0 ? 0 : -1;
+    return greet(c, true, domain, reply);
 }
 
 int tern_starttls(struct tern_client *c, struct tern_reply *reply)

@@ -124,6 +124,12 @@ static int mail_params(struct tern_client *c, const char *from, const char *cons
                      c->host);
         return -1;
     }
+    /* a longer address would be cut short where the MAIL line is built, and go out so */
+    if (strlen(from) > SMTPC_MAX_COMMAND - (sizeof "MAIL FROM:<> " - 1) - len) {
+        creply_local(&res->mail, TERN_CODE_LOCAL, TERN_CMD_MAIL,
+                     "the sender address is longer than a command may be; give a shorter one");
+        return -1;
+    }
     int k = 0;
     buf[0] = '\0';
     if (known && (caps->flags & TERN_CAP_SIZE))
@@ -226,6 +232,7 @@ static int envelope(struct tern_client *c, const char *from, const char *params,
     bool pipe = drv_pipelining(c);
     size_t group = pipe ? SEND_GROUP : 1;
     char line[SMTPC_MAX_COMMAND + 1];
+    /* mail_params saw to it that the line fits */
     snprintf(line, sizeof line, "MAIL FROM:<%s>%s%s", from, params[0] ? " " : "", params);
     if (drv_queue(c, TERN_CMD_MAIL, line, false, &res->mail) < 0)
         return -1;

@@ -322,31 +322,46 @@ static ssize_t ssl_result(struct tport *t, int rc, int e, int saved, short *even
     return -1;
 }
 
-ssize_t tport_read(struct tport *t, void *buf, size_t n, short *events, char *why, size_t whylen)
+/* One SSL_write of wbuf or, without it, SSL_read into rbuf: at most 64 KiB (SSL takes an int),
+ * SIGPIPE held off. A write that finds the TLS session closed is an error: the server went away
+ * mid-dialogue, where a read of it is the end of the stream. */
+static ssize_t ssl_io(struct tport *t, const void *wbuf, void *rbuf, size_t n, short *events,
+                      char *why, size_t whylen)
+{
+    int len = n > 65536 ? 65536 : (int)n;
+    struct pipeguard g;
+    pipe_hold(&g);
+    ERR_clear_error();
+    errno = 0;
+    int rc = wbuf ? SSL_write(t->ssl, wbuf, len) : SSL_read(t->ssl, rbuf, len);
+    int e = SSL_get_error(t->ssl, rc);
+    int saved = errno;
+    pipe_release(&g);
+    if (wbuf && rc <= 0 && e == SSL_ERROR_ZERO_RETURN) {
+        snprintf(why, whylen, "the server closed the connection");
+        return -1;
+    }
+    return ssl_result(t, rc, e, saved, events, why, whylen);
+}
+
+/* One attempt at moving octets: a write of wbuf or, without it, a read into rbuf. */
+static ssize_t tport_io(struct tport *t, const void *wbuf, void *rbuf, size_t n, short *events,
+                        char *why, size_t whylen)
 {
     if (t->fd < 0) {
         snprintf(why, whylen, "not connected");
         return -1;
     }
-    if (t->ssl) {
-        struct pipeguard g;
-        pipe_hold(&g);
-        ERR_clear_error();
-        errno = 0;
-        int rc = SSL_read(t->ssl, buf, n > 65536 ? 65536 : (int)n);
-        int e = SSL_get_error(t->ssl, rc);
-        int saved = errno;
-        pipe_release(&g);
-        return ssl_result(t, rc, e, saved, events, why, whylen);
-    }
+    if (t->ssl)
+        return ssl_io(t, wbuf, rbuf, n, events, why, whylen);
     for (;;) {
-        ssize_t rc = recv(t->fd, buf, n, 0);
+        ssize_t rc = wbuf ? send(t->fd, wbuf, n, MSG_NOSIGNAL) : recv(t->fd, rbuf, n, 0);
         if (rc >= 0)
             return rc;
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            *events = POLLIN;
+            *events = wbuf ? POLLOUT : POLLIN;
             return TPORT_WOULD_BLOCK;
         }
         snprintf(why, whylen, "%s", ERRSTR(errno));
@@ -354,41 +369,15 @@ ssize_t tport_read(struct tport *t, void *buf, size_t n, short *events, char *wh
     }
 }
 
+ssize_t tport_read(struct tport *t, void *buf, size_t n, short *events, char *why, size_t whylen)
+{
+    return tport_io(t, NULL, buf, n, events, why, whylen);
+}
+
 ssize_t tport_write(struct tport *t, const void *buf, size_t n, short *events, char *why,
                     size_t whylen)
 {
-    if (t->fd < 0) {
-        snprintf(why, whylen, "not connected");
-        return -1;
-    }
-    if (t->ssl) {
-        struct pipeguard g;
-        pipe_hold(&g);
-        ERR_clear_error();
-        errno = 0;
-        int rc = SSL_write(t->ssl, buf, n > 65536 ? 65536 : (int)n);
-        int e = SSL_get_error(t->ssl, rc);
-        int saved = errno;
-        pipe_release(&g);
-        if (rc <= 0 && e == SSL_ERROR_ZERO_RETURN) {
-            snprintf(why, whylen, "the server closed the connection");
-            return -1;
-        }
-        return ssl_result(t, rc, e, saved, events, why, whylen);
-    }
-    for (;;) {
-        ssize_t rc = send(t->fd, buf, n, MSG_NOSIGNAL);
-        if (rc >= 0)
-            return rc;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            *events = POLLOUT;
-            return TPORT_WOULD_BLOCK;
-        }
-        snprintf(why, whylen, "%s", ERRSTR(errno));
-        return -1;
-    }
+    return tport_io(t, buf, NULL, n, events, why, whylen);
 }
 
 size_t tport_pending(const struct tport *t)

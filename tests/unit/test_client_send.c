@@ -254,6 +254,15 @@ static void test_checked_before_sending(void **state)
     assert_non_null(strstr(res.mail.text, "no recipients"));
     assert_int_equal(tern_send_message(c, "a@x.test", none, 1, "hi", 2, &res), -1);
     assert_non_null(strstr(res.mail.text, "NULL"));
+    /* a sender no command can carry: refused here, not cut short on the wire */
+    char *big = malloc(13000);
+    assert_non_null(big);
+    memset(big, 'a', 12999);
+    big[12999] = '\0';
+    assert_int_equal(tern_send_message(c, big, rcpts, 1, "hi", 2, &res), -1);
+    assert_int_equal(res.mail.code, TERN_CODE_LOCAL);
+    assert_non_null(strstr(res.mail.text, "longer than a command"));
+    free(big);
     struct tern_reply r = {0};
     assert_int_equal(tern_ehlo(c, "again.test", &r), 0);
     assert_int_equal(tern_send_message(c, "\xc3\xa9@x.test", rcpts, 1, "hi", 2, &res), 0);
