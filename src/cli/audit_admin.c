@@ -9,7 +9,10 @@
  * cli_audit_give_back hands them to the owner of DATA_DIR/audit, for `tern audit rotate` too.
  *
  * Never fatal: the action is done before it is recorded, so a record that cannot be made is
- * one warning line on stderr, and the command's exit status stays the action's. */
+ * one warning line on stderr, and the command's exit status stays the action's.
+ *
+ * A refused action is recorded with the first reason it printed (cli_admin_vrefuse keeps it),
+ * so that the log and the admin's terminal say the same thing. */
 #include "cli/audit_admin.h"
 
 #include <errno.h>
@@ -316,6 +319,22 @@ const char *cli_admin_status_text(int status, char *buf, size_t buflen)
         status >= EX_USAGE && status <= EX_CONFIG ? names[status - EX_USAGE] : "failed";
     snprintf(buf, buflen, "failed (exit status %d: %s)", status, what);
     return buf;
+}
+
+void cli_admin_vrefuse(const char *cmd, const char *sub, char *keep, const char *fmt, va_list ap)
+{
+    char msg[CLI_ADMIN_RESULT_MAX];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    fprintf(stderr, "tern %s %s: %s\n", cmd, sub, msg);
+    if (keep && !keep[0])
+        memcpy(keep, msg, sizeof(msg));
+}
+
+const char *cli_admin_result(int status, const char *kept, char *buf, size_t buflen)
+{
+    if (status == 0)
+        return "ok";
+    return kept && kept[0] ? kept : cli_admin_status_text(status, buf, buflen);
 }
 
 int cli_audit_give_back(const char *dir, uid_t uid, gid_t gid, char *err, size_t errlen)

@@ -5,6 +5,7 @@
 #ifndef TERN_CLI_AUDIT_ADMIN_H
 #define TERN_CLI_AUDIT_ADMIN_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -22,6 +23,16 @@ void cli_audit_admin(const struct conf *c, const char *command, const char *cons
 
 /* A reason for a refusal that printed its own, for the record: "failed (exit status N: ...)". */
 const char *cli_admin_status_text(int status, char *buf, size_t buflen);
+
+/* Why an admin action was refused, printed and kept for its record (tern user, tern mailbox):
+ * prints "tern CMD SUB: REASON" on stderr and copies REASON into keep (CLI_ADMIN_RESULT_MAX
+ * bytes, "" until then) when it is the first one; keep NULL keeps nothing. */
+void cli_admin_vrefuse(const char *cmd, const char *sub, char *keep, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+
+/* The result to record for an action that ended with exit status: "ok" for 0, else the first
+ * reason kept by cli_admin_vrefuse, else cli_admin_status_text into buf. */
+const char *cli_admin_result(int status, const char *kept, char *buf, size_t buflen);
 
 /* After a writer run as root in dir (DATA_DIR/audit): gives the files it may have made or
  * replaced (audit.log, key, head, lock) to uid:gid, the owner of dir, so that ternd can go on

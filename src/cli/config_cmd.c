@@ -70,18 +70,18 @@ static int config_check(int argc, char **argv)
     return 0;
 }
 
+/* A row of cli_subcommand's table: its name first. */
+struct subcommand {
+    const char *name;
+    int (*run)(int argc, char **argv);
+};
+
 int cli_config(int argc, char **argv)
 {
-    if (argc < 2) {
-        fputs(usage, stderr);
-        return EX_USAGE;
-    }
-    if (cli_is_help(argv[1])) {
-        fputs(usage, stdout);
-        return 0;
-    }
-    if (strcmp(argv[1], "check") == 0)
-        return config_check(argc - 1, argv + 1);
-    fprintf(stderr, "tern config: unknown subcommand '%s'; see tern config --help\n", argv[1]);
-    return EX_USAGE;
+    static const struct subcommand subcommands[] = {{"check", config_check}};
+    int r;
+    const struct subcommand *sc =
+        cli_subcommand(argc, argv, "config", usage, subcommands,
+                       sizeof(subcommands) / sizeof(subcommands[0]), sizeof(subcommands[0]), &r);
+    return sc ? sc->run(argc - 1, argv + 1) : r;
 }

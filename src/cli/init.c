@@ -67,13 +67,6 @@ static int parse_port(const char *opt, const char *s, int *out)
     return 0;
 }
 
-static void lower(char *s)
-{
-    for (; *s; s++)
-        if (*s >= 'A' && *s <= 'Z')
-            *s = (char)(*s + ('a' - 'A'));
-}
-
 /* Copies an option value, lowercased; -1 when it does not fit or check rejects it. */
 static int take_name(const char *opt, const char *v, char *dst, size_t n,
                      bool (*check)(const char *), const char *example)
@@ -84,7 +77,7 @@ static int take_name(const char *opt, const char *v, char *dst, size_t n,
         return -1;
     }
     strcpy(dst, v);
-    lower(dst);
+    conf_lowercase(dst);
     return 0;
 }
 
@@ -372,7 +365,7 @@ int cli_init(int argc, char **argv)
                     o.hostname);
             strcpy(o.hostname, "localhost");
         }
-        lower(o.hostname);
+        conf_lowercase(o.hostname);
     }
 
     int made = make_dir(o.dir);

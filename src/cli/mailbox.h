@@ -21,6 +21,7 @@ struct mbox_opts {
     bool json;         /* --json */
     char **args;       /* the operands after the subcommand */
     int nargs;
+    char *refusal; /* CLI_ADMIN_RESULT_MAX: the first reason an edit was refused, for its record */
 };
 
 /* Copies NAME lowercased into out (TABLES_ADDR_MAX + 1) if it has the shape local@domain; else

@@ -108,23 +108,16 @@ static int status_of(const struct mboxfile_err *e)
     return EX_SOFTWARE;
 }
 
-/* The first reason an action was refused, for its audit record. One command runs per process,
- * and struct mbox_opts is mailbox_read.c's too, so it lives here rather than in the options. */
-static char refusal[CLI_ADMIN_RESULT_MAX];
-
-/* Prints why the action is refused ("tern mailbox SUB: ...") and keeps the first reason. */
+/* Prints why the action is refused ("tern mailbox SUB: ...") and keeps the first reason in
+ * o->refusal for the action's audit record. */
 static void refuse(const struct mbox_opts *o, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void refuse(const struct mbox_opts *o, const char *fmt, ...)
 {
-    char msg[CLI_ADMIN_RESULT_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    cli_admin_vrefuse("mailbox", o->sub, o->refusal, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "tern mailbox %s: %s\n", o->sub, msg);
-    if (!refusal[0])
-        memcpy(refusal, msg, sizeof(msg));
 }
 
 static int report_fail(const struct mbox_opts *o, const struct mboxfile_err *e)
@@ -142,8 +135,8 @@ int mbox_take_addr(const char *sub, const char *name, char *out)
                 name);
         return EX_DATAERR;
     }
-    for (size_t i = 0; i <= n; i++)
-        out[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] + ('a' - 'A')) : name[i];
+    memcpy(out, name, n + 1);
+    conf_lowercase(out);
     return 0;
 }
 
@@ -466,10 +459,8 @@ static void record(const struct mbox_opts *o, const struct conf *c, int status)
     }
     char command[32], text[64];
     snprintf(command, sizeof(command), "mailbox %s", o->sub);
-    const char *result = status == 0  ? "ok"
-                         : refusal[0] ? refusal
-                                      : cli_admin_status_text(status, text, sizeof(text));
-    cli_audit_admin(c, command, args, n, result); /* out of memory: the record without args */
+    /* out of memory: the record without args */
+    cli_audit_admin(c, command, args, n, cli_admin_result(status, o->refusal, text, sizeof(text)));
     free(args);
 }
 
@@ -545,6 +536,8 @@ int cli_mailbox(int argc, char **argv)
         o.args[i] = addrs[i];
     }
     struct conf *c = r ? NULL : cli_load_conf("mailbox", sc->name, &o.config, &r);
+    char refusal[CLI_ADMIN_RESULT_MAX] = "";
+    o.refusal = refusal;
     if (c) {
         r = sc->run(&o, c);
         if (sc->changes)

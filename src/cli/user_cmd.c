@@ -22,7 +22,6 @@
 #include "auth/userfile.h"
 #include "conf/config.h"
 
-#define ERRBUF_SIZE (256 * 1024)
 #define HASH_MAX 256 /* what tables_user.password holds */
 
 static const char usage[] =
@@ -115,14 +114,10 @@ static void refuse(const struct user_opts *o, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void refuse(const struct user_opts *o, const char *fmt, ...)
 {
-    char msg[CLI_ADMIN_RESULT_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    cli_admin_vrefuse("user", o->sub, o->refusal, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "tern user %s: %s\n", o->sub, msg);
-    if (o->refusal && !o->refusal[0])
-        memcpy(o->refusal, msg, sizeof(msg));
 }
 
 static int report_fail(const struct user_opts *o, const struct userfile_err *e)
@@ -391,38 +386,36 @@ static int run_del(const struct user_opts *o, const struct conf *c)
     return 0;
 }
 
-static int run_lock(const struct user_opts *o, const struct conf *c)
+/* lock and unlock: the same edit in two directions, each with its own words. */
+static int set_locked(const struct user_opts *o, const struct conf *c, bool lock)
 {
     struct userfile uf;
     userfile_from_conf(&uf, c);
     struct userfile_err e;
     bool changed = false;
-    if (userfile_lock(&uf, o->addr, &changed, &e) < 0)
+    if ((lock ? userfile_lock : userfile_unlock)(&uf, o->addr, &changed, &e) < 0)
         return report_fail(o, &e);
     if (!changed) {
-        printf("%s was locked already; nothing changed\n", o->addr);
+        printf("%s %s; nothing changed\n", o->addr, lock ? "was locked already" : "was not locked");
         return 0;
     }
-    printf("locked %s: it can no longer authenticate; mail to it is still delivered\n", o->addr);
+    if (lock)
+        printf("locked %s: it can no longer authenticate; mail to it is still delivered\n",
+               o->addr);
+    else
+        printf("unlocked %s: it may authenticate again\n", o->addr);
     remind_reload();
     return 0;
 }
 
+static int run_lock(const struct user_opts *o, const struct conf *c)
+{
+    return set_locked(o, c, true);
+}
+
 static int run_unlock(const struct user_opts *o, const struct conf *c)
 {
-    struct userfile uf;
-    userfile_from_conf(&uf, c);
-    struct userfile_err e;
-    bool changed = false;
-    if (userfile_unlock(&uf, o->addr, &changed, &e) < 0)
-        return report_fail(o, &e);
-    if (!changed) {
-        printf("%s was not locked; nothing changed\n", o->addr);
-        return 0;
-    }
-    printf("unlocked %s: it may authenticate again\n", o->addr);
-    remind_reload();
-    return 0;
+    return set_locked(o, c, false);
 }
 
 /* The scheme of a stored password, for people. */
@@ -519,10 +512,7 @@ static void record(const struct user_opts *o, const struct conf *c, int status)
         args[n++] = "--password-file";
     char command[32], text[64];
     snprintf(command, sizeof(command), "user %s", o->sub);
-    const char *result = status == 0     ? "ok"
-                         : o->refusal[0] ? o->refusal
-                                         : cli_admin_status_text(status, text, sizeof(text));
-    cli_audit_admin(c, command, args, n, result);
+    cli_audit_admin(c, command, args, n, cli_admin_result(status, o->refusal, text, sizeof(text)));
 }
 
 /* 0, 1 when --help was asked, or EX_USAGE. argv[0] is the subcommand. */
@@ -628,11 +618,8 @@ int cli_user(int argc, char **argv)
                     TABLES_ADDR_MAX);
             return EX_DATAERR;
         }
-        size_t i = 0;
-        for (; o.addr[i]; i++)
-            addr[i] = (o.addr[i] >= 'A' && o.addr[i] <= 'Z') ? (char)(o.addr[i] + ('a' - 'A'))
-                                                             : o.addr[i];
-        addr[i] = '\0';
+        memcpy(addr, o.addr, strlen(o.addr) + 1);
+        conf_lowercase(addr);
         const char *at = strchr(addr, '@');
         if (!at || at == addr || !at[1] || strchr(at + 1, '@')) {
             fprintf(stderr, "tern user %s: '%s' is not an address; write it as user@domain\n",

@@ -118,6 +118,9 @@ int conf_parse_size(const char *s, uint64_t *out);
  * (no trailing dot, no address literal), and a dot-atom local part of at most 64 octets. */
 bool conf_valid_domain(const char *s);
 bool conf_valid_local(const char *s);
+/* Lowercases the ASCII letters of s in place (addresses and domains compare without case; other
+ * bytes, UTF-8 included, are left alone). Shared by the loader, the file editors and tern. */
+void conf_lowercase(char *s);
 
 /* Errors collected while loading, each "FILE:LINE: what is wrong; what to do\n", kept in a
  * caller's buffer (cap 0: only counted). */

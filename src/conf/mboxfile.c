@@ -44,13 +44,6 @@ void mboxfile_from_conf(struct mboxfile *mf, const struct conf *c)
     }
 }
 
-static void lower(char *s)
-{
-    for (; *s; s++)
-        if (*s >= 'A' && *s <= 'Z')
-            *s = (char)(*s + ('a' - 'A'));
-}
-
 /* The lowercased shared mailbox address, checked for shape; -1 with e filled. */
 static int take_addr(const char *addr, char *out, struct mboxfile_err *e)
 {
@@ -74,7 +67,7 @@ static int take_addr(const char *addr, char *out, struct mboxfile_err *e)
         return -1;
     }
     memcpy(out, addr, n + 1);
-    lower(out);
+    conf_lowercase(out);
     return 0;
 }
 
@@ -100,7 +93,7 @@ static int take_member(const char *m, char *out, struct mboxfile_err *e)
         return -1;
     }
     memcpy(out, m, n + 1);
-    lower(out);
+    conf_lowercase(out);
     return 0;
 }
 

@@ -31,13 +31,6 @@ void mboxfile_format_size(uint64_t bytes, char *out, size_t outlen)
     snprintf(out, outlen, "%llu", (unsigned long long)bytes);
 }
 
-static void lower(char *s)
-{
-    for (; *s; s++)
-        if (*s >= 'A' && *s <= 'Z')
-            *s = (char)(*s + ('a' - 'A'));
-}
-
 /* A member (as written, len bytes) as lowercased local@domain, a bare one in domain. */
 void mbox_norm_member(const char *m, size_t len, const char *domain, char *out)
 {
@@ -46,7 +39,7 @@ void mbox_norm_member(const char *m, size_t len, const char *domain, char *out)
         len = TABLES_ADDR_MAX;
     memcpy(out, m, len);
     out[len] = '\0';
-    lower(out);
+    conf_lowercase(out);
     if (!memchr(m, '@', len) && len + 1 + dl <= TABLES_ADDR_MAX) {
         out[len] = '@';
         memcpy(out + len + 1, domain, dl + 1);

@@ -11,7 +11,6 @@
 int conf_parse_uint(const char *s, unsigned long long *out);
 /* "90", "90s", "5m", "1h" in seconds */
 int conf_parse_seconds(const char *s, unsigned long long *out);
-void conf_lowercase(char *s);
 /* "127.0.0.1:25" or "[::1]:25"; why says what is wrong */
 int conf_parse_hostport(const char *v, struct conf_listener *out, int *family, unsigned char *addr,
                         const char **why);
