@@ -6,6 +6,7 @@
 
 #include "util/err.h"
 
+#include "util/utf8.h"
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -25,36 +26,6 @@
 
 static const char mac_prefix[] = ",\"mac\":\"";
 
-/* Length of the valid UTF-8 sequence (RFC 3629: no overlongs, no surrogates, at most
- * U+10FFFF) at s with avail bytes left, or 0 when the byte at s starts none. */
-static size_t utf8_len(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0];
-    size_t n;
-    uint32_t cp, min;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2, cp = c & 0x1fu, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-        n = 3, cp = c & 0x0fu, min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4, cp = c & 0x07u, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (avail < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
 /* s made valid UTF-8 and cut after max bytes, with a marker saying how many were cut. */
 static json_t *bounded_string(const char *s, size_t len, size_t max)
 {
@@ -64,7 +35,7 @@ static json_t *bounded_string(const char *s, size_t len, size_t max)
         max = AUDIT_FIELD_MAX;
     size_t o = 0, i = 0;
     while (i < len) {
-        size_t n = utf8_len((const unsigned char *)s + i, len - i);
+        size_t n = utf8_char_len((const unsigned char *)s + i, len - i);
         const char *piece = n ? s + i : replacement;
         size_t plen = n ? n : 3;
         if (o + plen > max)
@@ -95,7 +66,7 @@ static bool string_needs_bound(const char *s, size_t len, size_t max)
     if (len > max + MARKER_MAX)
         return true;
     for (size_t i = 0; i < len;) {
-        size_t n = utf8_len((const unsigned char *)s + i, len - i);
+        size_t n = utf8_char_len((const unsigned char *)s + i, len - i);
         if (n == 0)
             return true;
         i += n;

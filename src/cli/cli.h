@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <time.h>
 
 int cli_config(int argc, char **argv);  /* tern config check [FILE] */
 int cli_init(int argc, char **argv);    /* tern init [DIR] [options] */
@@ -39,5 +40,8 @@ struct conf *cli_load_conf(const char *cmd, const char *sub, const char **path, 
  * DEL as \xNN, C1 and bidirectional controls (as UTF-8 encodes them) as \uNNNN, a backslash
  * doubled; other bytes, UTF-8 included, as they are. NUL bytes are shown, not ends. */
 void cli_put_safe(FILE *out, const char *s, size_t len);
+
+/* t as RFC 3339 UTC ("2026-11-24T09:30:00Z"), or "@SECONDS" when it cannot be (cli/term.c). */
+void cli_format_time(time_t t, char *out, size_t outlen);
 
 #endif

@@ -2,6 +2,7 @@
  * encoded-words, RFC 2231 parameters, base64 and quoted-printable bodies, and the character
  * class tests they rest on. Nothing here decides what goes in a message; compose.c does. */
 #include "cli/compose_priv.h"
+#include "util/utf8.h"
 
 #include <openssl/evp.h>
 #include <stdint.h>
@@ -77,28 +78,10 @@ void cb_puts(struct cbuf *b, const char *s)
 
 /* ---- character classes ---- */
 
-size_t enc_utf8_len(const unsigned char *p, size_t n)
-{
-    if (p[0] < 0x80)
-        return 1;
-    size_t len = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
-    if (len == 0 || p[0] > 0xf4 || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-    }
-    /* overlong forms, surrogates, past U+10FFFF */
-    if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0) ||
-        (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))
-        return 0;
-    return len;
-}
-
 bool enc_utf8_valid(const unsigned char *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
-        size_t len = enc_utf8_len(s + i, n - i);
+        size_t len = utf8_char_len(s + i, n - i);
         if (len == 0)
             return false;
         i += len;
@@ -278,7 +261,7 @@ void fold_encoded(struct fold *f, const char *ws, size_t wsn, const char *str, s
     bool q = qlen * 4 <= b64_len(n) * 5;
 
     for (size_t i = 0; i < n;) {
-        size_t first = enc_utf8_len(s + i, n - i);
+        size_t first = utf8_char_len(s + i, n - i);
         if (first == 0)
             first = 1; /* not UTF-8 after all: whole bytes then, still decodable */
         size_t first_cost = 0;
@@ -301,7 +284,7 @@ void fold_encoded(struct fold *f, const char *ws, size_t wsn, const char *str, s
         /* As many whole characters as fit; always at least one, so this ends. */
         size_t j = i, qsum = 0;
         while (j < n) {
-            size_t cl = enc_utf8_len(s + j, n - j);
+            size_t cl = utf8_char_len(s + j, n - j);
             if (cl == 0)
                 cl = 1;
             size_t qnext = qsum;
@@ -401,7 +384,7 @@ void fold_param(struct fold *f, const char *name, const char *value)
         param_head(&t, name, (long)k, ext);
         size_t head = t.n;
         while (i < vn) {
-            size_t cl = ext ? enc_utf8_len(v + i, vn - i) : 1;
+            size_t cl = ext ? utf8_char_len(v + i, vn - i) : 1;
             if (cl == 0)
                 cl = 1;
             if (t.n + param_cost(v + i, cl, ext) + (ext ? 0 : 1) > PARAM_SEG && t.n > head)

@@ -59,7 +59,7 @@ void enc_base64_lines(struct cbuf *b, const unsigned char *s, size_t n);
 void enc_qp(struct cbuf *b, const unsigned char *s, size_t n);
 
 /* Length of the valid UTF-8 character at s (n > 0 bytes left), 0 when there is none. */
-size_t enc_utf8_len(const unsigned char *s, size_t n);
+
 /* Is s (n bytes) valid UTF-8 / all ASCII? */
 bool enc_utf8_valid(const unsigned char *s, size_t n);
 bool enc_ascii(const unsigned char *s, size_t n);

@@ -3,6 +3,7 @@
  * its obsolete forms, since old mail keeps them). Header text comes from whoever sent the mail,
  * so everything shown on a terminal goes through mbox_put_safe first. */
 #include "cli/mailbox.h"
+#include "util/utf8.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -14,24 +15,6 @@
 
 #define HEAD_MAX (64 * 1024) /* headers past this are not read: list shows what it found */
 #define FIELD_MAX 998        /* RFC 5322's line limit, for one unfolded field */
-
-/* Length of the valid UTF-8 sequence at p (n bytes left), 0 when it is not one: overlong
- * forms, surrogates and values past U+10FFFF are not. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    if (p[0] < 0x80)
-        return 1;
-    size_t len = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
-    if (len == 0 || p[0] > 0xf4 || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-    if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0) ||
-        (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))
-        return 0;
-    return len;
-}
 
 /* Is the sequence at p (len bytes) something a terminal obeys: a C1 control, or a bidi
  * embedding, override or isolate (U+202A..U+202E, U+2066..U+2069) that reorders the line? */
@@ -51,7 +34,7 @@ void mbox_put_safe(FILE *out, const char *s)
     const unsigned char *p = (const unsigned char *)s;
     size_t n = strlen(s);
     for (size_t i = 0; i < n;) {
-        size_t len = utf8_len(p + i, n - i);
+        size_t len = utf8_char_len(p + i, n - i);
         if (len == 0 || is_control(p + i, len))
             putc('?', out);
         else
@@ -69,7 +52,7 @@ char *mbox_utf8_copy(const char *s)
     const unsigned char *p = (const unsigned char *)s;
     size_t o = 0;
     for (size_t i = 0; i < n;) {
-        size_t len = utf8_len(p + i, n - i);
+        size_t len = utf8_char_len(p + i, n - i);
         if (len == 0) {
             out[o++] = '?';
             i++;

@@ -3,6 +3,7 @@
  * looked at (new/ and cur/, and the Maildir++ folders' for sizes); Dovecot's own files beside
  * them (dovecot*, subscriptions, maildirsize, dovecot-acl) and tmp/ are not messages. Nothing
  * here changes a message; check only removes tmp/ leftovers and rewrites caches. */
+#include "cli/cli.h"
 #include "cli/mailbox.h"
 
 #include <dirent.h>
@@ -162,18 +163,11 @@ static size_t *shown_lengths(const struct msgs *ms)
     return len;
 }
 
-static void format_time(time_t t, char *out, size_t outlen)
-{
-    struct tm tm;
-    if (!gmtime_r(&t, &tm) || strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(out, outlen, "@%lld", (long long)t);
-}
-
 /* One message as a JSON object; NULL when out of memory. */
 static json_t *msg_json(const struct mbox_msg *m)
 {
     char when[32], file[NAME_MAX + 8];
-    format_time(m->date, when, sizeof(when));
+    cli_format_time(m->date, when, sizeof(when));
     snprintf(file, sizeof(file), "%s/%s", m->is_new ? "new" : "cur", m->name);
     char *id = strndup(m->name, m->uniq);
     char *idu = id ? mbox_utf8_copy(id) : NULL, *fileu = mbox_utf8_copy(file);
@@ -244,7 +238,7 @@ static int list_one(const struct mbox_opts *o, const struct conf *c)
             continue;
         }
         char when[32], id[NAME_MAX + 1];
-        format_time(m->date, when, sizeof(when));
+        cli_format_time(m->date, when, sizeof(when));
         snprintf(id, sizeof(id), "%.*s", (int)shown[i], m->name);
         mbox_put_safe(stdout, id); /* names come from whoever wrote the file */
         printf("%*s  %-20s  %10llu  %-5s  ", shown[i] < ID_SHOWN ? (int)(ID_SHOWN - shown[i]) : 0,

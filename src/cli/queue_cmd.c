@@ -51,20 +51,12 @@ static void put_safe(FILE *out, const char *s)
     cli_put_safe(out, s, strlen(s));
 }
 
-/* Formats t as RFC 3339 UTC ("2026-11-24T09:30:00Z"). */
-static void format_time(time_t t, char *out, size_t outlen)
-{
-    struct tm tm;
-    if (!gmtime_r(&t, &tm) || strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(out, outlen, "@%lld", (long long)t);
-}
-
 /* One entry as a JSON object; NULL when memory ran out (or a string is not UTF-8, which
  * spool_list never hands out). */
 static json_t *entry_json(const struct spool_entry *e)
 {
     char when[32];
-    format_time(e->queued, when, sizeof(when));
+    cli_format_time(e->queued, when, sizeof(when));
     json_t *rcpts = json_array();
     for (size_t i = 0; rcpts && i < e->nrcpts; i++) {
         if (json_array_append_new(rcpts, json_string(e->rcpts[i])) != 0) {
@@ -95,7 +87,7 @@ static int print_entry(void *arg, const struct spool_entry *e)
             return -1;
     } else {
         char when[32];
-        format_time(e->queued, when, sizeof(when));
+        cli_format_time(e->queued, when, sizeof(when));
         fprintf(c->out, "%s  %s  %llu  ", e->id, when, (unsigned long long)e->size);
         put_safe(c->out, e->from[0] ? e->from : "<>");
         fputs("  ", c->out);

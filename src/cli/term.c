@@ -1,9 +1,12 @@
 /* Printing text that came from outside (the network, a log someone may have edited) where a
  * person reads it: the one place that decides which bytes a terminal would obey and how they
- * are shown instead, for every `tern` command that prints such text. */
+ * are shown instead, for every `tern` command that prints such text; and how times are
+ * shown. */
 #include "cli/cli.h"
 
 #include <stdbool.h>
+#include <stdio.h>
+#include <time.h>
 
 /* Is p (with at least 3 bytes left) the UTF-8 encoding of a bidirectional embedding, override
  * or isolate (U+202A..U+202E, U+2066..U+2069)? Those reorder what follows on screen, so an
@@ -33,4 +36,11 @@ void cli_put_safe(FILE *out, const char *s, size_t len)
             putc(*p, out);
         }
     }
+}
+
+void cli_format_time(time_t t, char *out, size_t outlen)
+{
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, outlen, "@%lld", (long long)t);
 }
