@@ -421,12 +421,18 @@ int audit_close(struct audit *a, char *err, size_t errlen)
     pthread_mutex_lock(&a->mu);
     int rc = audit_sync_all_locked(a, err, errlen); /* a broken log reports why */
     pthread_mutex_unlock(&a->mu);
+    audit_free(a);
+    return rc;
+}
+
+void audit_free(struct audit *a)
+{
     if (a->fd >= 0)
         close(a->fd);
     if (a->lock_fd >= 0)
         close(a->lock_fd); /* releases the flock */
     if (a->syslog)
-        closelog();
+        closelog(); /* harmless when a failed open had not reached openlog yet */
     OPENSSL_cleanse(a->key, sizeof(a->key));
     pthread_cond_destroy(&a->cv);
     pthread_mutex_destroy(&a->mu);
@@ -435,7 +441,6 @@ int audit_close(struct audit *a, char *err, size_t errlen)
     free(a->key_path);
     free(a->head_path);
     free(a);
-    return rc;
 }
 
 void audit_get_stats(struct audit *a, struct audit_stats *st)

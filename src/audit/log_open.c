@@ -411,23 +411,6 @@ static int take_lock(struct audit *a, char *err, size_t errlen)
     return rc;
 }
 
-/* Frees a writer that never opened: nothing to sync. */
-static void discard(struct audit *a)
-{
-    if (a->fd >= 0)
-        close(a->fd);
-    if (a->lock_fd >= 0)
-        close(a->lock_fd);
-    OPENSSL_cleanse(a->key, sizeof(a->key));
-    pthread_cond_destroy(&a->cv);
-    pthread_mutex_destroy(&a->mu);
-    free(a->dir);
-    free(a->log_path);
-    free(a->key_path);
-    free(a->head_path);
-    free(a);
-}
-
 /* Opens or creates the log once the directory is locked. */
 static int open_locked(struct audit *a, struct audit_open_info *info, char *err, size_t errlen)
 {
@@ -515,7 +498,7 @@ struct audit *audit_open(const struct audit_opts *o, struct audit_open_info *inf
     info->epoch = a->epoch;
     return a;
 fail:
-    discard(a);
+    audit_free(a); /* it never opened: nothing to sync */
     return NULL;
 }
 

@@ -65,6 +65,10 @@ int audit_evolve_locked(struct audit *a, const char *reason, time_t now, char *e
  * writes head, so that everything written is durable and head names the last record. */
 int audit_sync_all_locked(struct audit *a, char *err, size_t errlen);
 
+/* Releases everything a writer holds (its files, the flock, syslog, the key) without syncing:
+ * the end of audit_close, and the undoing of an audit_open that failed part way. */
+void audit_free(struct audit *a);
+
 /* Writes head: "SEQ MACHEX\n". */
 int audit_head_write(const char *path, uint64_t seq, const unsigned char mac[AUDIT_MAC_LEN],
                      char *err, size_t errlen);

@@ -178,11 +178,32 @@ static int verify_scram(const char *s, const char *password, size_t pwlen)
     return r;
 }
 
-/* crypt_r needs a NUL-terminated phrase; pw has room for PASSWD_MAX + 1. */
-static void copy_phrase(char *pw, const char *password, size_t pwlen)
+/* crypt_r's working memory (~32 KiB: too big for a worker stack) and the NUL-terminated copy
+ * of the phrase it needs; false when out of memory, with nothing left to free. */
+static bool crypt_scratch_new(struct crypt_data **data, char **pw, const char *password,
+                              size_t pwlen)
 {
-    memcpy(pw, password, pwlen);
-    pw[pwlen] = '\0';
+    *data = calloc(1, sizeof(**data));
+    *pw = malloc(PASSWD_MAX + 1);
+    if (!*data || !*pw) {
+        free(*data);
+        free(*pw);
+        return false;
+    }
+    memcpy(*pw, password, pwlen);
+    (*pw)[pwlen] = '\0';
+    return true;
+}
+
+/* Wipes and frees what crypt_scratch_new made: both hold the password or its derivatives. */
+static void crypt_scratch_free(struct crypt_data *data, char *pw)
+{
+    if (data)
+        OPENSSL_cleanse(data, sizeof(*data));
+    if (pw)
+        OPENSSL_cleanse(pw, PASSWD_MAX + 1);
+    free(data);
+    free(pw);
 }
 
 static int verify_crypt(const char *hash, const char *password, size_t pwlen)
@@ -192,24 +213,18 @@ static int verify_crypt(const char *hash, const char *password, size_t pwlen)
     /* libxcrypt refuses longer phrases outright; such a password was never stored. */
     if (pwlen >= CRYPT_MAX_PASSPHRASE_SIZE)
         return 0;
-    struct crypt_data *data = calloc(1, sizeof(*data)); /* ~32 KiB: too big for a worker stack */
-    char *pw = malloc(PASSWD_MAX + 1);
+    struct crypt_data *data;
+    char *pw;
+    if (!crypt_scratch_new(&data, &pw, password, pwlen))
+        return -1;
     int r = -1;
-    if (!data || !pw)
-        goto out;
-    copy_phrase(pw, password, pwlen);
     const char *h = crypt_r(pw, hash, data);
-    if (!h || h[0] == '*') /* libxcrypt's failure token: the setting is not a hash it knows */
-        goto out;
-    size_t n = strlen(hash);
-    r = strlen(h) == n && CRYPTO_memcmp(h, hash, n) == 0;
-out:
-    if (data)
-        OPENSSL_cleanse(data, sizeof(*data));
-    if (pw)
-        OPENSSL_cleanse(pw, PASSWD_MAX + 1);
-    free(data);
-    free(pw);
+    /* '*' is libxcrypt's failure token: the setting is not a hash it knows */
+    if (h && h[0] != '*') {
+        size_t n = strlen(hash);
+        r = strlen(h) == n && CRYPTO_memcmp(h, hash, n) == 0;
+    }
+    crypt_scratch_free(data, pw);
     return r;
 }
 
@@ -283,14 +298,13 @@ int passwd_hash_crypt(const char *password, size_t pwlen, char *out, size_t outl
                 strerror(errno));
         return -1;
     }
-    struct crypt_data *data = calloc(1, sizeof(*data));
-    char *pw = malloc(PASSWD_MAX + 1);
-    int r = -1;
-    if (!data || !pw) {
+    struct crypt_data *data;
+    char *pw;
+    if (!crypt_scratch_new(&data, &pw, password, pwlen)) {
         err_set(err, errlen, "out of memory; free some memory and try again");
-        goto out;
+        return -1;
     }
-    copy_phrase(pw, password, pwlen);
+    int r = -1;
     const char *h = crypt_r(pw, salt, data);
     if (!h || strncmp(h, "$y$", 3) != 0) {
         err_set(err, errlen, "yescrypt failed: %s; check that libxcrypt has yescrypt",
@@ -305,12 +319,7 @@ int passwd_hash_crypt(const char *password, size_t pwlen, char *out, size_t outl
     strcat(out, h);
     r = 0;
 out:
-    if (data)
-        OPENSSL_cleanse(data, sizeof(*data));
-    if (pw)
-        OPENSSL_cleanse(pw, PASSWD_MAX + 1);
-    free(data);
-    free(pw);
+    crypt_scratch_free(data, pw);
     return r;
 }
 

@@ -382,7 +382,9 @@ static bool do_requests(struct conn *c)
                 j->txn = q->txn;
                 j->rec = conn_audit_message(c, q->txn, c->msg_id);
             }
-            if (!j || !conn_submit(c, j, commit_run, commit_done)) {
+            /* With an audit log, a message without its record (out of memory making it) is
+             * refused: commit_run would otherwise store it and answer 250 unrecorded. */
+            if (!j || (c->srv->audit && !j->rec) || !conn_submit(c, j, commit_run, commit_done)) {
                 if (j)
                     json_decref(j->rec);
                 free(j);

@@ -192,7 +192,8 @@ int conn_audit_sync(struct conn *c, uint64_t seq, char *err, size_t errlen)
 
 void conn_audit_failed(struct conn *c, const char *why, const char *detail)
 {
-    /* on a worker: record() would go through srv_audit, which only logs, so that is fine */
+    /* Called on a worker: safe, because srv_audit only appends (audit_append takes the log's
+     * mutex) and this connection's fields are not touched by the loop while its job runs. */
     record(c, "message_failed",
            json_pack("{s:s,s:s,s:o}", "id", c->msg_id, "rule", why, "detail", audit_str(detail)));
 }
