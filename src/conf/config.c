@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <openssl/evp.h>
 #include <ini.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -194,6 +195,10 @@ static char *conf_reader(char *str, int num, void *stream)
     ssize_t n = getline(&l->linebuf, &l->linecap, l->f);
     if (n < 0)
         return NULL;
+    if (l->sha && EVP_DigestUpdate(l->sha, l->linebuf, (size_t)n) != 1) {
+        EVP_MD_CTX_free(l->sha);
+        l->sha = NULL;
+    }
     l->line++;
     char *s = l->linebuf;
     while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))
@@ -527,9 +532,29 @@ static int conf_handler(void *user, const char *section, const char *name, const
 
 struct conf *conf_load(const char *file, char *err, size_t errlen)
 {
+    return conf_load_sha256(file, NULL, err, errlen);
+}
+
+/* The hex SHA-256 of what l read, into out (65 bytes), "" when it could not be made. */
+static void sha256_hex(struct loader *l, char *out)
+{
+    unsigned char md[32];
+    unsigned len = 0;
+    out[0] = '\0';
+    if (l->sha && EVP_DigestFinal_ex(l->sha, md, &len) == 1 && len == 32)
+        for (int i = 0; i < 32; i++)
+            snprintf(out + 2 * i, 3, "%02x", md[i]);
+    EVP_MD_CTX_free(l->sha);
+    l->sha = NULL;
+}
+
+struct conf *conf_load_sha256(const char *file, char sha256[65], char *err, size_t errlen)
+{
     struct conf_errors e = {err, err ? errlen : 0, 0, 0, false};
     if (e.cap)
         err[0] = '\0';
+    if (sha256)
+        sha256[0] = '\0';
     struct loader *l = calloc(1, sizeof(*l));
     struct conf *c = calloc(1, sizeof(*c));
     if (!l || !c) {
@@ -571,6 +596,10 @@ struct conf *conf_load(const char *file, char *err, size_t errlen)
     strcpy(l->mailboxes, "mailboxes");
 
     l->f = fopen(file, "r");
+    if ((l->sha = EVP_MD_CTX_new()) && EVP_DigestInit_ex(l->sha, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(l->sha);
+        l->sha = NULL;
+    }
     if (!l->f) {
         conf_error(&e, file, 0, "cannot read: %s; check the path, or create one with tern init",
                    strerror(errno));
@@ -585,6 +614,9 @@ struct conf *conf_load(const char *file, char *err, size_t errlen)
         fclose(l->f);
         conf_finish(l);
     }
+    sha256_hex(l, c->sha256);
+    if (sha256)
+        memcpy(sha256, c->sha256, sizeof c->sha256);
     free(l->linebuf);
     for (size_t i = 0; i < l->ndomains; i++)
         free(l->domains[i]);

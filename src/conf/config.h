@@ -40,6 +40,7 @@ enum conf_disclose {
 struct conf {
     int refs;
     char path[PATH_MAX];       /* the file this came from, made absolute */
+    char sha256[65];           /* hex SHA-256 of the bytes of it that were parsed */
     char hostname[256];        /* [server] hostname; default: gethostname() */
     char data_dir[PATH_MAX];   /* [server] data_dir, made absolute (relative to the config file) */
     char user[64];             /* [server] user: ternd drops to it when started as root */
@@ -100,6 +101,10 @@ struct conf {
  * with refs=1. On failure returns NULL and writes every error, one per line, each as
  * "FILE:LINE: what is wrong; what to do", into err (truncated at errlen). */
 struct conf *conf_load(const char *file, char *err, size_t errlen);
+
+/* conf_load that also gives the hex SHA-256 of the bytes it read (sha256, 65 bytes, may be
+ * NULL), whether or not they made a valid configuration: the audit log's config_sha256. */
+struct conf *conf_load_sha256(const char *file, char sha256[65], char *err, size_t errlen);
 
 struct conf *conf_ref(struct conf *c);
 void conf_unref(struct conf *c);

@@ -64,6 +64,7 @@ struct loader {
     struct conf_errors *e;
     const char *file;
     FILE *f;
+    struct evp_md_ctx_st *sha; /* SHA-256 of the bytes read, for the audit log; NULL if none */
     char *linebuf;
     size_t linecap;
     int line;                    /* the line inih is looking at */

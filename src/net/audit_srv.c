@@ -5,9 +5,7 @@
  * the pool. */
 #include <errno.h>
 #include <event2/event.h>
-#include <fcntl.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +21,6 @@
 #include "work/pool.h"
 
 #define AUDIT_TICK_SECONDS 5 /* how often the key, the size and head are looked at */
-#define CONFIG_READ_MAX (16u << 20)
 
 void srv_audit(struct server *srv, const char *event, json_t *fields)
 {
@@ -39,29 +36,6 @@ void srv_audit(struct server *srv, const char *event, json_t *fields)
 void srv_session_id(struct server *srv, char *out, size_t outlen)
 {
     snprintf(out, outlen, "%s.%llu", srv->session_prefix, ++srv->sessions);
-}
-
-/* SHA-256 of the configuration file as hex, "" when it cannot be read. */
-static void config_sha256(const char *path, char out[65])
-{
-    out[0] = '\0';
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
-    char buf[8192];
-    size_t total = 0;
-    ssize_t n;
-    while (ok && (n = read(fd, buf, sizeof buf)) > 0 && (total += (size_t)n) <= CONFIG_READ_MAX)
-        ok = EVP_DigestUpdate(ctx, buf, (size_t)n) == 1;
-    unsigned char md[32];
-    unsigned len = 0;
-    if (ok && n == 0 && EVP_DigestFinal_ex(ctx, md, &len) == 1 && len == 32)
-        for (int i = 0; i < 32; i++)
-            snprintf(out + 2 * i, 3, "%02x", md[i]);
-    EVP_MD_CTX_free(ctx);
-    close(fd);
 }
 
 /* --- periodic work and rotation, on the pool ------------------------------------------------ */
@@ -174,10 +148,9 @@ int srv_audit_open(struct server *srv, char *err, size_t errlen)
     if (info.dropped_bytes)
         log_warn("audit log: cut %llu bytes of a record torn by a crash (a recover record says so)",
                  (unsigned long long)info.dropped_bytes);
-    char sha[65];
-    config_sha256(c->path, sha);
-    json_t *f = json_pack("{s:s,s:o,s:s,s:I}", "version", TERN_VERSION, "config",
-                          audit_str(c->path), "config_sha256", sha, "pid", (json_int_t)getpid());
+    json_t *f =
+        json_pack("{s:s,s:o,s:s,s:I}", "version", TERN_VERSION, "config", audit_str(c->path),
+                  "config_sha256", c->sha256, "pid", (json_int_t)getpid());
     srv_audit(srv, "start", f);
     srv->audit_timer = event_new(srv->base, -1, EV_PERSIST, tick_cb, srv);
     struct timeval tv = {AUDIT_TICK_SECONDS, 0};
@@ -189,12 +162,10 @@ int srv_audit_open(struct server *srv, char *err, size_t errlen)
     return 0;
 }
 
-void srv_audit_reload(struct server *srv, const char *path, bool ok, const char *error)
+void srv_audit_reload(struct server *srv, const char *sha, bool ok, const char *error)
 {
     if (!srv->audit)
         return;
-    char sha[65];
-    config_sha256(path, sha);
     json_t *f = json_pack("{s:s,s:b}", "config_sha256", sha, "ok", ok);
     if (f && error)
         json_object_set_new(f, "error", audit_str(error));

@@ -164,11 +164,12 @@ static void reload(struct server *srv, const char *why)
 {
     char err[8192];
     log_info("reloading %s (%s)", srv->conf->path, why);
-    struct conf *c = conf_load(srv->conf->path, err, sizeof err);
+    char sha[65];
+    struct conf *c = conf_load_sha256(srv->conf->path, sha, err, sizeof err);
     if (!c) {
         log_err("reload of %s failed; keeping the running configuration:\n%s", srv->conf->path,
                 err);
-        srv_audit_reload(srv, srv->conf->path, false, err);
+        srv_audit_reload(srv, sha, false, err);
         return;
     }
     bool same =
@@ -180,7 +181,7 @@ static void reload(struct server *srv, const char *why)
     SSL_CTX *ctx = tls_ctx_new(c, terr, sizeof terr);
     if (!ctx && terr[0]) {
         log_err("reload of %s failed; keeping the running configuration: %s", c->path, terr);
-        srv_audit_reload(srv, c->path, false, terr);
+        srv_audit_reload(srv, c->sha256, false, terr);
         conf_unref(c);
         return;
     }
@@ -190,7 +191,7 @@ static void reload(struct server *srv, const char *why)
     srv->conf = c; /* new connections see it; open ones keep the configuration they began with */
     stamp_files(c, srv->stamps);
     sync_acls(srv);
-    srv_audit_reload(srv, c->path, true, NULL);
+    srv_audit_reload(srv, c->sha256, true, NULL);
     log_info("reloaded %s: %zu users, %zu shared mailboxes%s", c->path,
              tables_nusers(c->tables) - tables_nshared(c->tables), tables_nshared(c->tables),
              ctx ? ", certificate reloaded" : "");

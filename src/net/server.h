@@ -64,7 +64,8 @@ void conn_free_all(struct server *srv);
 #include <jansson.h>
 int srv_audit_open(struct server *srv, char *err, size_t errlen);
 void srv_audit(struct server *srv, const char *event, json_t *fields);
-void srv_audit_reload(struct server *srv, const char *path, bool ok, const char *error);
+/* sha: the hex SHA-256 of the configuration bytes the reload read (conf_load_sha256). */
+void srv_audit_reload(struct server *srv, const char *sha, bool ok, const char *error);
 void srv_audit_close(struct server *srv, const char *reason);
 void srv_session_id(struct server *srv, char *out, size_t outlen);
 
