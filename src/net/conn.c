@@ -329,8 +329,10 @@ static void store_append(struct conn *c, const struct smtp_request *q, struct sm
     }
     /* the digest of exactly the bytes stored, for the message's audit record */
     if (c->sha && EVP_DigestUpdate(c->sha, q->data, q->len) != 1) {
-        EVP_MD_CTX_free(c->sha);
-        c->sha = NULL;
+        /* a message record without its digest would not say what was stored: refuse */
+        log_err("cannot hash message data for the audit log; refusing the message");
+        conn_fail_result(r, 451, "4.3.0", "Local error in processing: try again later");
+        return;
     }
     c->msg_bytes += q->len;
 }
