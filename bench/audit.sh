@@ -28,6 +28,7 @@
 # TERN_BENCH_DIR/strace-{yes,no}.txt, the data dirs are removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${1:-5}
 MSGS=${2:-500}
 SIZE=${3:-4}
@@ -44,7 +45,7 @@ command -v strace >/dev/null || {
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends strace >/dev/null
 }
-id tern >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin tern
+bench_tern_user
 
 BASE=${TERN_BENCH_DIR:-/tmp/tern-bench-audit}
 rm -rf "$BASE"; mkdir -p "$BASE"; sync
@@ -60,16 +61,9 @@ trap cleanup EXIT
 start_ternd() {
   DIR=$BASE/$1
   rm -rf "$DIR"; mkdir -p "$DIR"
-  PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  cat >"$DIR/tern.conf" <<CONF
-[server]
-hostname = bench.tern.test
-data_dir = .
-user = tern
-domains = example.test
-workers = ${TERN_WORKERS:-4}
-[listen]
-smtp = 127.0.0.1:$PORT
+  PORT=$(bench_free_port)
+  bench_conf "$DIR" "$PORT"
+  cat >>"$DIR/tern.conf" <<CONF
 [limits]
 connections = 2000
 connections_per_ip = 2000
@@ -78,13 +72,10 @@ min_free_space = 0
 enabled = $2
 CONF
   : >"$DIR/users"
-  for ((k = 0; k < SESSIONS; k++)); do echo "u$k@example.test:{CRYPT}*::::Bench user $k:::" >>"$DIR/users"; done
+  for ((k = 0; k < SESSIONS; k++)); do bench_user "$DIR" "u$k@example.test" "Bench user $k"; done
   echo 'postmaster: u0@example.test' >"$DIR/aliases"
   chown -R tern "$DIR"
-  "$TERND" -c "$DIR/tern.conf" 2>"$DIR/ternd.log" &
-  TPID=$!
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return 0; sleep 0.1; done
-  echo "bench: ternd did not listen on $PORT; $DIR/ternd.log says:" >&2; tail -5 "$DIR/ternd.log" >&2; exit 1
+  bench_start_ternd "$TERND" "$DIR/tern.conf" "$PORT" "$DIR/ternd.log"
 }
 
 # ternd's CPU (user+sys of all its threads) so far, in ms

@@ -19,6 +19,7 @@
 # Needs root (ternd runs as the tern user) and smtp-source (postfix; bench/run.sh installs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 MSGS=${1:-500}
 THREADS=${2:-10}
 SIZE_KB=${3:-4}
@@ -31,7 +32,7 @@ PY=/usr/bin/python3
 [ -f "$LIBTERN" ] || { echo "bench: no libtern.a at $LIBTERN (make libtern, or set LIBTERN)" >&2; exit 1; }
 command -v smtp-source >/dev/null || { echo "bench: needs smtp-source (run bench/run.sh once, it installs postfix)" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || { echo "bench: must run as root (ternd drops to the tern user)" >&2; exit 1; }
-id tern >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin tern
+bench_tern_user
 
 DIR=${TERN_BENCH_DIR:-/tmp/tern-bench-client}
 rm -rf "$DIR"; mkdir -p "$DIR"
@@ -44,30 +45,20 @@ echo "== building bench/client_load.c against $LIBTERN"
 cc -std=c17 -O2 -Wall -Wextra -Werror -Iinclude -o "$DIR/client_load" bench/client_load.c \
   "$LIBTERN" $(pkg-config --libs openssl libgsasl) -lpthread
 
-PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(bench_free_port)
 mkdir -p "$DIR/data"
-cat >"$DIR/data/tern.conf" <<CONF
-[server]
-hostname = bench.tern.test
-data_dir = .
-user = tern
-domains = example.test
-workers = ${TERN_WORKERS:-4}
-[listen]
-smtp = 127.0.0.1:$PORT
+bench_conf "$DIR/data" "$PORT"
+cat >>"$DIR/data/tern.conf" <<CONF
 [limits]
 connections = 2000
 connections_per_ip = 2000
 junk_commands = 1000000
 min_free_space = 0
 CONF
-echo 'bench@example.test:{CRYPT}*::::Bench mailbox:::' >"$DIR/data/users"
+bench_user "$DIR/data" bench@example.test "Bench mailbox"
 printf 'postmaster: bench@example.test\n@example.test: bench@example.test\n' >"$DIR/data/aliases"
 chown -R tern "$DIR/data"
-"$TERND" -c "$DIR/data/tern.conf" 2>"$DIR/ternd.log" &
-TPID=$!
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break; sleep 0.1; done
-(exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null || { echo "bench: ternd did not start:" >&2; tail "$DIR/ternd.log" >&2; exit 1; }
+bench_start_ternd "$TERND" "$DIR/data/tern.conf" "$PORT" "$DIR/ternd.log"
 MAILDIR=$DIR/data/mail/example.test/bench
 TOTAL=$((MSGS * THREADS))
 SIZE=$((SIZE_KB * 1024))

@@ -7,6 +7,8 @@
 # Needs root (the peers run as system users). Output: one table, ratios against Postfix.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
+TERND=${TERND:-build/ternd} # the ternd measured
 KIT=${BENCH_KIT:-$(cd .. && pwd)/shared/bench}
 [ -x "$KIT/compare.sh" ] || { echo "bench: no bench kit at $KIT (set BENCH_KIT)" >&2; exit 1; }
 command -v smtp-source >/dev/null || {
@@ -14,32 +16,24 @@ command -v smtp-source >/dev/null || {
   printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
 }
-id tern >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin tern
+bench_tern_user
 
 DIR=${TERN_BENCH_DIR:-/tmp/tern-bench-tern}
 rm -rf "$DIR"; mkdir -p "$DIR"
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$DIR/tern.conf" <<CONF
-[server]
-hostname = bench.tern.test
-data_dir = .
-user = tern
-domains = example.test
-workers = ${TERN_WORKERS:-4}
-[listen]
-smtp = 127.0.0.1:$PORT
+PORT=$(bench_free_port)
+bench_conf "$DIR" "$PORT"
+cat >>"$DIR/tern.conf" <<CONF
 [limits]
 connections = 2000
 connections_per_ip = 2000
 junk_commands = 100000
 CONF
-echo 'bench@example.test:{CRYPT}*::::Bench mailbox:::' >"$DIR/users"
+bench_user "$DIR" bench@example.test "Bench mailbox"
 printf 'postmaster: bench@example.test\n@example.test: bench@example.test\n' >"$DIR/aliases"
 chown -R tern "$DIR"
-build/ternd -c "$DIR/tern.conf" 2>"$DIR/ternd.log" &
-TPID=$!
-trap 'kill -TERM $TPID 2>/dev/null; wait $TPID 2>/dev/null || true' EXIT
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+TPID=
+trap '[ -n "$TPID" ] && { kill -TERM $TPID 2>/dev/null; wait $TPID 2>/dev/null; }; true' EXIT
+bench_start_ternd "$TERND" "$DIR/tern.conf" "$PORT" "$DIR/ternd.log"
 
 echo "== ternd RSS with 1000 idle connections"
 /usr/bin/python3 - "$PORT" "$TPID" <<'PY'

@@ -7,37 +7,31 @@
 # Output: one RESULT line per run and the median ratio shared/distinct.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
+TERND=${TERND:-build/ternd} # the ternd measured
 MSGS=${1:-500}
 SIZE=${2:-4}
 REPEAT=${3:-3}
 command -v smtp-source >/dev/null || { echo "bench: needs smtp-source (run bench/run.sh once, it installs postfix)" >&2; exit 1; }
-id tern >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin tern
+bench_tern_user
 
 DIR=${TERN_BENCH_DIR:-/tmp/tern-bench-shared}
 rm -rf "$DIR"; mkdir -p "$DIR"
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$DIR/tern.conf" <<CONF
-[server]
-hostname = bench.tern.test
-data_dir = .
-user = tern
-domains = example.test
-workers = ${TERN_WORKERS:-4}
-[listen]
-smtp = 127.0.0.1:$PORT
+PORT=$(bench_free_port)
+bench_conf "$DIR" "$PORT"
+cat >>"$DIR/tern.conf" <<CONF
 [limits]
 connections_per_ip = 2000
 min_free_space = 0
 CONF
 : >"$DIR/users"
-for k in 0 1 2 3 4 5 6 7; do echo "u$k@example.test:{CRYPT}*::::Bench user $k:::" >>"$DIR/users"; done
+for k in 0 1 2 3 4 5 6 7; do bench_user "$DIR" "u$k@example.test" "Bench user $k"; done
 echo 'postmaster: u0@example.test' >"$DIR/aliases"
 echo 'team@example.test: u0, u1, u2, u3, u4, u5, u6, u7' >"$DIR/mailboxes"
 chown -R tern "$DIR"
-build/ternd -c "$DIR/tern.conf" 2>"$DIR/ternd.log" &
-TPID=$!
-trap 'kill -TERM $TPID 2>/dev/null; wait $TPID 2>/dev/null || true' EXIT
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+TPID=
+trap '[ -n "$TPID" ] && { kill -TERM $TPID 2>/dev/null; wait $TPID 2>/dev/null; }; true' EXIT
+bench_start_ternd "$TERND" "$DIR/tern.conf" "$PORT" "$DIR/ternd.log"
 
 count() { find "$DIR/mail/example.test" -path '*/new/*' -type f | wc -l; }
 

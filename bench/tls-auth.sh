@@ -27,6 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. bench/lib.sh
 KIT=${BENCH_KIT:-$(cd .. && pwd)/shared/bench}
 [ -x "$KIT/peers.sh" ] || { echo "tls-auth: no bench kit at $KIT (set BENCH_KIT)" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || { echo "tls-auth: must run as root" >&2; exit 1; }
@@ -54,7 +55,7 @@ if ! command -v /usr/sbin/dovecot >/dev/null; then
     log "stopping the package's default dovecot instance"; kill -TERM "$(cat /run/dovecot/master.pid)"
   fi
 fi
-id tern >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin tern
+bench_tern_user
 
 # ------------------------------------------------------------------ cleanup
 TPID="" DPID="" PF_STARTED=0 OUT=""
@@ -77,16 +78,9 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
   -subj /CN=bench.test -keyout "$TLS/key.pem" -out "$TLS/cert.pem" 2>/dev/null
 chgrp tern "$TLS/key.pem"; chmod 640 "$TLS/key.pem"; chmod 644 "$TLS/cert.pem"
 
-TPORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$TDIR/tern.conf" <<CONF
-[server]
-hostname = bench.tern.test
-data_dir = .
-user = tern
-domains = example.test
-workers = ${TERN_WORKERS:-4}
-[listen]
-smtp = 127.0.0.1:$TPORT
+TPORT=$(bench_free_port)
+bench_conf "$TDIR" "$TPORT"
+cat >>"$TDIR/tern.conf" <<CONF
 [limits]
 connections = 2000
 connections_per_ip = 2000
@@ -103,7 +97,7 @@ BUSER=bench@example.test
 BPASS=bench-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 # a config only loads with a postmaster that reaches a user: create the user locked ({CRYPT}*,
 # as bench/run.sh does), then give it its yescrypt password with tern's own tool
-printf '%s:{CRYPT}*::::Bench user:::\n' "$BUSER" >"$TDIR/users"
+bench_user "$TDIR" "$BUSER" "Bench user"
 printf 'postmaster: %s\n' "$BUSER" >"$TDIR/aliases"
 printf '%s\n' "$BPASS" | build/tern user passwd "$BUSER" --crypt --password-stdin -c "$TDIR/tern.conf" >/dev/null
 USERS=$TDIR/users
@@ -111,10 +105,7 @@ grep -q '^bench@example.test:{CRYPT}\$y\$' "$USERS" || { log "users file has no 
 chown -R tern "$TDIR"; chgrp dovecot "$USERS"; chmod 640 "$USERS"   # ternd and dovecot's auth read it
 
 # ------------------------------------------------------------------ tern
-build/ternd -c "$TDIR/tern.conf" 2>"$TDIR/ternd.log" &
-TPID=$!
-for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$TPORT") 2>/dev/null && break; sleep 0.1; done
-kill -0 "$TPID" 2>/dev/null || { log "ternd did not start:"; cat "$TDIR/ternd.log" >&2; exit 1; }
+bench_start_ternd build/ternd "$TDIR/tern.conf" "$TPORT" "$TDIR/ternd.log"
 
 # ------------------------------------------------------------------ postfix + dovecot
 PF_ETC=$BENCH_STATE/postfix/etc PF_SPOOL=$BENCH_STATE/postfix/spool

@@ -17,6 +17,8 @@
 #include "smtp/data.h"
 #include "smtp/session.h"
 
+#include "session_fixture.h"
+
 /* base64 of "\0alice@example.org\0Tr0ub4dor&3" (accepted) and of
  * "\0mallory@example.org\0hunter2-guess" (refused; the caller names mallory in the result) */
 #define GOOD_BLOB "AGFsaWNlQGV4YW1wbGUub3JnAFRyMHViNGRvciYz"
@@ -75,12 +77,6 @@ static void on_event(void *ctx, const struct smtp_event *ev)
     r->arg_len = ev->arg_len;
 }
 
-static bool mech_ok(void *ctx, const char *mech, size_t len)
-{
-    (void)ctx;
-    return len == 5 && strncasecmp(mech, "PLAIN", 5) == 0;
-}
-
 static void add_user(struct tables *t, const char *addr, const char *name)
 {
     struct tables_user u;
@@ -118,7 +114,7 @@ static struct fixture *fx_env(bool listen, bool submission, bool secure)
         .tables = f->t,
         .submission = submission,
         .auth_mechs = secure ? "PLAIN" : NULL,
-        .auth_mech_ok = mech_ok,
+        .auth_mech_ok = sfx_mech_plain,
         .auth_cleartext_ok = secure,
         .event = listen ? on_event : NULL,
         .ctx = f,
@@ -175,27 +171,17 @@ static void serve(struct fixture *f)
         }
         smtp_session_resume(f->s, &r);
     }
-    const char *o;
-    size_t n = smtp_session_pending_output(f->s, &o);
-    assert_true(f->outlen + n < sizeof f->out);
-    memcpy(f->out + f->outlen, o, n);
-    f->outlen += n;
-    f->out[f->outlen] = '\0';
-    smtp_session_output_sent(f->s, n);
+    sfx_collect(f->s, f->out, sizeof f->out, &f->outlen);
+}
+
+static void serve_cb(void *f)
+{
+    serve(f);
 }
 
 static void feed(struct fixture *f, const char *data, size_t len)
 {
-    size_t off = 0;
-    serve(f);
-    while (off < len && smtp_session_wants_close(f->s) == SMTP_OPEN) {
-        size_t used = smtp_session_feed(f->s, data + off, len - off);
-        off += used;
-        serve(f);
-        if (used == 0 && !smtp_session_request(f->s) && smtp_session_wants_close(f->s) == SMTP_OPEN)
-            break;
-    }
-    serve(f);
+    sfx_feed(f->s, data, len, serve_cb, f);
 }
 
 /* Sends text (marking where its events start) and returns the code of the last reply line. */
@@ -204,12 +190,7 @@ static int send_text(struct fixture *f, const char *text, size_t len)
     f->mark = f->nev;
     size_t before = f->outlen;
     feed(f, text, len);
-    if (f->outlen == before)
-        return 0;
-    size_t start = f->outlen - 2;
-    while (start > before && f->out[start - 1] != '\n')
-        start--;
-    return atoi(f->out + start);
+    return sfx_last_code(f->out, f->outlen, before);
 }
 
 static int cmd(struct fixture *f, const char *line)
@@ -537,6 +518,7 @@ static void test_bdat(void **state)
 /* No field of any event recorded so far holds s. */
 static void assert_nowhere(const struct fixture *f, const char *s)
 {
+    assert_true(f->nev > 0); /* events to look in: an empty list proves nothing */
     for (size_t i = 0; i < f->nev; i++) {
         const struct rec *r = &f->ev[i];
         const char *fields[] = {r->verb, r->arg, r->mech, r->enh, r->rule, r->text};

@@ -17,6 +17,8 @@
 
 #include "smtp/session.h"
 
+#include "session_fixture.h"
+
 /* The simulated store and the session under test. */
 struct fixture {
     struct tables *t;
@@ -37,12 +39,6 @@ struct fixture {
 #define BOB_PLAIN "AGJvYkBleGFtcGxlLm9yZwBwdw=="
 #define CAROL_PLAIN "AGNhcm9sQGV4YW1wbGUub3JnAHB3"
 #define ALICE_SENDER "Sender: alice@example.org\r\n"
-
-static bool mech_ok(void *ctx, const char *mech, size_t len)
-{
-    (void)ctx;
-    return len == 5 && strncasecmp(mech, "PLAIN", 5) == 0;
-}
 
 static bool mailbox_full(void *ctx, const char *mailbox)
 {
@@ -94,7 +90,7 @@ static struct fixture *fx_new(bool submission, bool sender_header)
         .auth_mechs = "PLAIN",
         .auth_cleartext_ok = true,
         .sender_header = sender_header,
-        .auth_mech_ok = mech_ok,
+        .auth_mech_ok = sfx_mech_plain,
         .mailbox_full = mailbox_full,
         .ctx = f,
     };
@@ -172,47 +168,25 @@ static void serve(struct fixture *f)
         }
         smtp_session_resume(f->s, &r);
     }
-    const char *o;
-    size_t n = smtp_session_pending_output(f->s, &o);
-    assert_true(f->outlen + n < sizeof f->out);
-    memcpy(f->out + f->outlen, o, n);
-    f->outlen += n;
-    f->out[f->outlen] = '\0';
-    smtp_session_output_sent(f->s, n);
+    sfx_collect(f->s, f->out, sizeof f->out, &f->outlen);
+}
+
+static void serve_cb(void *f)
+{
+    serve(f);
 }
 
 /* Feeds bytes, performing requests whenever the core stops for one. */
 static void feed(struct fixture *f, const char *data, size_t len)
 {
-    size_t off = 0;
-    serve(f);
-    while (off < len && smtp_session_wants_close(f->s) == SMTP_OPEN) {
-        size_t used = smtp_session_feed(f->s, data + off, len - off);
-        off += used;
-        serve(f);
-        if (used == 0 && !smtp_session_request(f->s) && smtp_session_wants_close(f->s) == SMTP_OPEN)
-            break;
-    }
-    assert_int_equal(off, len); /* everything was taken */
-    serve(f);
-}
-
-/* The code of the last reply line produced since before (0 if none). */
-static int code_since(struct fixture *f, size_t before)
-{
-    if (f->outlen == before)
-        return 0;
-    size_t start = f->outlen - 2;
-    while (start > before && f->out[start - 1] != '\n')
-        start--;
-    return atoi(f->out + start);
+    assert_int_equal(sfx_feed(f->s, data, len, serve_cb, f), len); /* everything was taken */
 }
 
 static int send_bytes(struct fixture *f, const char *data, size_t len)
 {
     size_t before = f->outlen;
     feed(f, data, len);
-    return code_since(f, before);
+    return sfx_last_code(f->out, f->outlen, before);
 }
 
 static int send_text(struct fixture *f, const char *text)
@@ -226,7 +200,7 @@ static int trickle(struct fixture *f, const char *data, size_t len)
     size_t before = f->outlen;
     for (size_t i = 0; i < len; i++)
         feed(f, data + i, 1);
-    return code_since(f, before);
+    return sfx_last_code(f->out, f->outlen, before);
 }
 
 /* Sends one command line and returns the code of the reply's last line (0 if none). */

@@ -14,6 +14,8 @@
 
 #include "smtp/session.h"
 
+#include "session_fixture.h"
+
 /* The simulated store and the session under test. */
 struct fixture {
     struct tables *t;
@@ -31,12 +33,6 @@ struct fixture {
 };
 
 #define ALICE_PLAIN "AGFsaWNlQGV4YW1wbGUub3JnAHB3"
-
-static bool mech_ok(void *ctx, const char *mech, size_t len)
-{
-    (void)ctx;
-    return len == 5 && strncasecmp(mech, "PLAIN", 5) == 0;
-}
 
 static bool storage_ok(void *ctx)
 {
@@ -149,28 +145,18 @@ static void serve(struct fixture *f)
         }
         smtp_session_resume(f->s, &r);
     }
-    const char *o;
-    size_t n = smtp_session_pending_output(f->s, &o);
-    assert_true(f->outlen + n < sizeof f->out);
-    memcpy(f->out + f->outlen, o, n);
-    f->outlen += n;
-    f->out[f->outlen] = '\0';
-    smtp_session_output_sent(f->s, n);
+    sfx_collect(f->s, f->out, sizeof f->out, &f->outlen);
+}
+
+static void serve_cb(void *f)
+{
+    serve(f);
 }
 
 /* Feeds bytes, performing requests whenever the core stops for one. */
 static void feed(struct fixture *f, const char *data, size_t len)
 {
-    size_t off = 0;
-    serve(f);
-    while (off < len && smtp_session_wants_close(f->s) == SMTP_OPEN) {
-        size_t used = smtp_session_feed(f->s, data + off, len - off);
-        off += used;
-        serve(f);
-        if (used == 0 && !smtp_session_request(f->s) && smtp_session_wants_close(f->s) == SMTP_OPEN)
-            break;
-    }
-    serve(f);
+    sfx_feed(f->s, data, len, serve_cb, f);
 }
 
 /* Sends one command line and returns the code of the reply's last line (0 if none). */
@@ -180,13 +166,7 @@ static int cmd(struct fixture *f, const char *line)
     char buf[2048];
     int n = snprintf(buf, sizeof buf, "%s\r\n", line);
     feed(f, buf, (size_t)n);
-    if (f->outlen == before)
-        return 0;
-    /* the last line: after the last CRLF before the final one */
-    size_t end = f->outlen - 2, start = end;
-    while (start > before && f->out[start - 1] != '\n')
-        start--;
-    return atoi(f->out + start);
+    return sfx_last_code(f->out, f->outlen, before);
 }
 
 /* The text of the last reply line. */
@@ -775,7 +755,7 @@ static struct fixture *fx_secure(bool submission, bool tls_available)
     f->env.submission = submission;
     f->env.tls_available = tls_available;
     f->env.auth_mechs = "PLAIN";
-    f->env.auth_mech_ok = mech_ok;
+    f->env.auth_mech_ok = sfx_mech_plain;
     return f;
 }
 

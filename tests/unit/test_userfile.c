@@ -75,15 +75,10 @@ static int setup(void **state)
 {
     struct fixture *fx = calloc(1, sizeof(*fx));
     assert_non_null(fx);
-    strcpy(fx->dir, "/tmp/tern-userfile-XXXXXX");
-    assert_non_null(mkdtemp(fx->dir));
-    char path[128];
-    snprintf(fx->conf, sizeof(fx->conf), "%s/tern.conf", fx->dir);
-    snprintf(fx->users, sizeof(fx->users), "%s/users", fx->dir);
-    testfs_put(fx->conf, conf_text);
-    testfs_put(fx->users, users_text);
-    snprintf(path, sizeof(path), "%s/aliases", fx->dir);
-    testfs_put(path, aliases_text);
+    testfs_make_dir(fx->dir, sizeof(fx->dir), "/tmp/tern-userfile-XXXXXX", "tern.conf", conf_text,
+                    "users", users_text, "aliases", aliases_text, (const char *)NULL);
+    testfs_path(fx->conf, sizeof(fx->conf), fx->dir, "tern.conf");
+    testfs_path(fx->users, sizeof(fx->users), fx->dir, "users");
     reload(fx);
     *state = fx;
     return 0;
@@ -93,9 +88,8 @@ static int teardown(void **state)
 {
     struct fixture *fx = *state;
     conf_unref(fx->c);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-    assert_int_equal(system(cmd), 0);
+    testfs_rm_tree(fx->dir);
+    assert_int_equal(access(fx->dir, F_OK), -1); /* gone */
     free(fx);
     return 0;
 }

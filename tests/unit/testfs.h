@@ -5,6 +5,7 @@
 #define TERN_TESTS_TESTFS_H
 
 #include <ftw.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,33 @@ static inline char *testfs_get(const char *path, size_t *len)
     if (len)
         *len = (size_t)st.st_size;
     return buf;
+}
+
+/* Makes a fresh folder from tmpl (a mkdtemp pattern, copied into dir) and writes files into it:
+ * pairs of name and text, ending with NULL. */
+static inline void testfs_make_dir(char *dir, size_t cap, const char *tmpl, ...)
+{
+    assert_true(strlen(tmpl) < cap);
+    strcpy(dir, tmpl);
+    assert_non_null(mkdtemp(dir));
+    va_list ap;
+    va_start(ap, tmpl);
+    const char *name;
+    while ((name = va_arg(ap, const char *))) {
+        const char *text = va_arg(ap, const char *);
+        char path[4096];
+        int n = snprintf(path, sizeof path, "%s/%s", dir, name);
+        assert_true(n > 0 && (size_t)n < sizeof path);
+        testfs_put(path, text);
+    }
+    va_end(ap);
+}
+
+/* dir/name into buf. */
+static inline void testfs_path(char *buf, size_t cap, const char *dir, const char *name)
+{
+    int n = snprintf(buf, cap, "%s/%s", dir, name);
+    assert_true(n > 0 && (size_t)n < cap);
 }
 
 /* The file holds exactly want. */
