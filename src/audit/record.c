@@ -192,35 +192,34 @@ static void fetch_hmac(void)
     hmac_alg = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
 }
 
-/* A context keyed with the last key used, so that most records only copy it instead of
- * fetching the digest and hashing the key again (the key changes once an epoch). One for the
- * process, under its own lock: the writer and verify call this from one thread at a time
- * anyway. Never freed: it is reachable until exit. */
+/* A context keyed with the last key used, re-initialised for each record with the key it holds
+ * (EVP_MAC_init with a NULL key) instead of fetching the digest and hashing the key again, or
+ * copying a context (the key changes once an epoch). One for the process, under its own lock
+ * for the whole MAC: the writer and verify call this from one thread at a time anyway. Never
+ * freed: it is reachable until exit. */
 static pthread_mutex_t keyed_mu = PTHREAD_MUTEX_INITIALIZER;
 static EVP_MAC_CTX *keyed;
 static unsigned char keyed_key[AUDIT_KEY_LEN];
 
-static EVP_MAC_CTX *keyed_copy(const unsigned char key[AUDIT_KEY_LEN])
+/* Under keyed_mu: keyed holds key and is ready for a message; false on failure. */
+static bool keyed_ready(const unsigned char key[AUDIT_KEY_LEN])
 {
-    pthread_mutex_lock(&keyed_mu);
-    if (!keyed || CRYPTO_memcmp(keyed_key, key, AUDIT_KEY_LEN) != 0) {
+    if (keyed && CRYPTO_memcmp(keyed_key, key, AUDIT_KEY_LEN) == 0)
+        return EVP_MAC_init(keyed, NULL, 0, NULL) == 1;
+    EVP_MAC_CTX_free(keyed);
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+        OSSL_PARAM_construct_end(),
+    };
+    keyed = EVP_MAC_CTX_new(hmac_alg);
+    if (keyed && !EVP_MAC_init(keyed, key, AUDIT_KEY_LEN, params)) {
         EVP_MAC_CTX_free(keyed);
-        char digest[] = "SHA256";
-        OSSL_PARAM params[] = {
-            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-            OSSL_PARAM_construct_end(),
-        };
-        keyed = EVP_MAC_CTX_new(hmac_alg);
-        if (keyed && !EVP_MAC_init(keyed, key, AUDIT_KEY_LEN, params)) {
-            EVP_MAC_CTX_free(keyed);
-            keyed = NULL;
-        }
-        if (keyed)
-            memcpy(keyed_key, key, AUDIT_KEY_LEN);
+        keyed = NULL;
     }
-    EVP_MAC_CTX *ctx = keyed ? EVP_MAC_CTX_dup(keyed) : NULL;
-    pthread_mutex_unlock(&keyed_mu);
-    return ctx;
+    if (keyed)
+        memcpy(keyed_key, key, AUDIT_KEY_LEN);
+    return keyed != NULL;
 }
 
 int audit_mac(const unsigned char key[AUDIT_KEY_LEN], const unsigned char prev[AUDIT_MAC_LEN],
@@ -229,39 +228,49 @@ int audit_mac(const unsigned char key[AUDIT_KEY_LEN], const unsigned char prev[A
     pthread_once(&hmac_once, fetch_hmac);
     if (!hmac_alg)
         return -1;
-    EVP_MAC_CTX *ctx = keyed_copy(key);
-    if (!ctx)
-        return -1;
+    pthread_mutex_lock(&keyed_mu);
     size_t outlen = 0;
-    int ok = EVP_MAC_update(ctx, prev, AUDIT_MAC_LEN) &&
-             EVP_MAC_update(ctx, (const unsigned char *)canon, len) &&
-             EVP_MAC_final(ctx, out, &outlen, AUDIT_MAC_LEN) && outlen == AUDIT_MAC_LEN;
-    EVP_MAC_CTX_free(ctx);
+    bool ok = keyed_ready(key) && EVP_MAC_update(keyed, prev, AUDIT_MAC_LEN) &&
+              EVP_MAC_update(keyed, (const unsigned char *)canon, len) &&
+              EVP_MAC_final(keyed, out, &outlen, AUDIT_MAC_LEN) && outlen == AUDIT_MAC_LEN;
+    if (!ok) { /* a context in an unknown state is not reused */
+        EVP_MAC_CTX_free(keyed);
+        keyed = NULL;
+    }
+    pthread_mutex_unlock(&keyed_mu);
     return ok ? 0 : -1;
 }
 
-/* The record object without mac: the writer's fixed keys, then the fields (or a note of how
- * big they were). NULL when out of memory. */
-static json_t *build(const struct audit_record_meta *m, json_t *fields, size_t dropped)
+/* The record without mac into out: the writer's fixed keys, then the fields (or a note of how
+ * big they were), as one JSON object with no final NUL. The fixed keys are printed, not built:
+ * none of them needs escaping (event names are checked, ts is digits and punctuation), and
+ * dumping the fields object alone after them gives the bytes one merged object would, without
+ * copying it. Returns the length the record needs (more than outlen when it did not fit), 0 on
+ * error. */
+static size_t dump(const struct audit_record_meta *m, json_t *fields, size_t dropped, char *out,
+                   size_t outlen)
 {
     char ts[AUDIT_TS_LEN + 1];
     audit_format_ts(m->ts_us, ts);
-    json_t *rec = json_object();
-    if (!rec || json_object_set_new(rec, "seq", json_integer((json_int_t)m->seq)) ||
-        json_object_set_new(rec, "ts", json_string(ts)) ||
-        json_object_set_new(rec, "epoch", json_integer((json_int_t)m->epoch)) ||
-        json_object_set_new(rec, "event", json_string(m->event)))
-        goto fail;
+    int h = snprintf(out, outlen, "{\"seq\":%llu,\"ts\":\"%s\",\"epoch\":%llu,\"event\":\"%s\"",
+                     (unsigned long long)m->seq, ts, (unsigned long long)m->epoch, m->event);
+    if (h < 0 || (size_t)h + 1 >= outlen)
+        return 0;
+    size_t n = (size_t)h;
     if (dropped) {
-        if (json_object_set_new(rec, "fields_dropped", json_integer((json_int_t)dropped)))
-            goto fail;
-    } else if (fields && json_object_update(rec, fields)) {
-        goto fail;
+        int d = snprintf(out + n, outlen - n, ",\"fields_dropped\":%zu}", dropped);
+        return d < 0 ? 0 : n + (size_t)d;
     }
-    return rec;
-fail:
-    json_decref(rec);
-    return NULL;
+    if (!fields || json_object_size(fields) == 0) {
+        out[n] = '}';
+        return n + 1;
+    }
+    size_t f = json_dumpb(fields, out + n, outlen - n, JSON_COMPACT | JSON_ENSURE_ASCII);
+    if (f == 0)
+        return 0;
+    if (f <= outlen - n)
+        out[n] = ','; /* the fields' own '{' joins them to the fixed keys */
+    return n + f;
 }
 
 /* Is key one the writer owns? */
@@ -301,13 +310,7 @@ int audit_record_format(const struct audit_record_meta *meta, json_t *fields,
 
     size_t n = 0, dropped = 0;
     for (int stage = 0; stage < 3; stage++) {
-        json_t *rec = build(meta, fields, dropped);
-        if (!rec) {
-            err_set(err, errlen, "audit: out of memory");
-            return -1;
-        }
-        n = json_dumpb(rec, out, outlen, JSON_COMPACT | JSON_ENSURE_ASCII);
-        json_decref(rec);
+        n = dump(meta, fields, dropped, out, outlen);
         if (n == 0) {
             err_set(err, errlen, "audit: cannot serialize a %s record", meta->event);
             return -1;
