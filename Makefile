@@ -15,7 +15,7 @@
 
 CC ?= cc
 BUILD ?= build
-PKGS := libevent libevent_pthreads libevent_openssl openssl inih jansson libcrypt libgsasl
+PKGS := libevent libevent_pthreads libevent_openssl openssl inih jansson libcrypt libgsasl libunbound
 OPT ?= -O2
 SAN ?=
 CFLAGS ?=

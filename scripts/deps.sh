@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config clang clang-format libclang-rt-14-dev
       libevent-dev libssl-dev openssl libinih-dev libjansson-dev libcrypt-dev libcmocka-dev
-      libgsasl-dev libreadline-dev
+      libgsasl-dev libreadline-dev libunbound-dev
       python3 python3-pytest swaks mandoc strace dovecot-imapd)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -16,7 +16,7 @@ static const struct command commands[] = {
     {"config", cli_config, "check the configuration (tern config check [FILE])"},
     {"init", cli_init, "create a data folder: tern.conf, a first user, aliases, mailboxes"},
     {"user", cli_user, "add, remove, lock or list users; set passwords"},
-    {"queue", cli_queue, "list the outbound queue (tern queue list [--json])"},
+    {"queue", cli_queue, "the outbound queue: list, show, flush, delete, hold, release"},
     {"mailbox", cli_mailbox, "shared mailboxes and quotas; list, show and check any mailbox"},
     {"audit", cli_audit, "verify the audit log; show its records, trace a message; rotate it"},
     {"send", cli_send, "build a message and send it to any SMTP server (TLS, AUTH)"},

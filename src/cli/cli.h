@@ -11,7 +11,7 @@
 int cli_config(int argc, char **argv);  /* tern config check [FILE] */
 int cli_init(int argc, char **argv);    /* tern init [DIR] [options] */
 int cli_user(int argc, char **argv);    /* tern user add|passwd|del|lock|unlock|list ... */
-int cli_queue(int argc, char **argv);   /* tern queue list [-c CONFIG] [--json] */
+int cli_queue(int argc, char **argv);   /* tern queue list|show|flush|delete|hold|release */
 int cli_mailbox(int argc, char **argv); /* tern mailbox add|del|members|...|list|show|check */
 int cli_audit(int argc, char **argv);   /* tern audit verify|show|trace|rotate ... */
 int cli_send(int argc, char **argv);    /* tern send --from A --to B [options] */

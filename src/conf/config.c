@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 static const char *const section_names[SEC_COUNT] = {"server", "listen", "limits", "policy",
-                                                     "tls",    "auth",   "audit"};
+                                                     "tls",    "auth",   "audit",  "relay"};
 
 #define F(field) offsetof(struct conf, field)
 
@@ -62,6 +62,22 @@ const struct key conf_keys[CONF_NKEYS] = {
     {SEC_AUDIT, "syslog", K_BOOL, false, F(audit_syslog), 0, 0, 0},
     {SEC_AUDIT, "epoch", K_SECONDS, false, F(audit_epoch), 60, 86400, 0},
     {SEC_AUDIT, "max_size", K_SIZE, false, F(audit_max_size), 0, 0, 0},
+    {SEC_RELAY, "defer", K_BOOL, false, F(relay.defer), 0, 0, 0},
+    {SEC_RELAY, "relayhost", K_RELAY, false, 0, 0, 0, 0},
+    {SEC_RELAY, "relayhost_auth", K_RELAY, false, 0, 0, 0, 0},
+    {SEC_RELAY, "relayhost_tls", K_RELAY, false, 0, 0, 0, 0},
+    {SEC_RELAY, "tls", K_RELAY, false, 0, 0, 0, 0},
+    {SEC_RELAY, "ca_file", K_RELAY, false, 0, 0, 0, 0},
+    {SEC_RELAY, "resolver", K_RELAY, false, 0, 0, 0, 0},
+    {SEC_RELAY, "smtp_port", K_COUNT, false, F(relay.smtp_port), 1, 65535, 0},
+    {SEC_RELAY, "domains", K_RELAY, false, 0, 0, 0, 0},
+    {SEC_RELAY, "route", K_RELAY, true, 0, 0, 0, 0},
+    {SEC_RELAY, "retry_min", K_SECONDS, false, F(relay.retry_min), 1, 86400 * 7, 0},
+    {SEC_RELAY, "retry_max", K_SECONDS, false, F(relay.retry_max), 1, 86400 * 7, 0},
+    {SEC_RELAY, "max_lifetime", K_SECONDS, false, F(relay.max_lifetime), 60, 86400 * 100, 0},
+    {SEC_RELAY, "delay_warning", K_SECONDS, false, F(relay.delay_warning), 0, 86400 * 100, 0},
+    {SEC_RELAY, "concurrency", K_COUNT, false, F(relay.concurrency), 1, 1000, 0},
+    {SEC_RELAY, "connections", K_COUNT, false, F(relay.connections), 1, 10000, 0},
 };
 
 _Static_assert(sizeof(conf_keys) / sizeof(conf_keys[0]) == CONF_NKEYS,
@@ -101,10 +117,9 @@ void conf_error(struct conf_errors *e, const char *file, int line, const char *f
     e->len += len;
 }
 
-/* An error at the line inih is on. */
-static void lerr(struct loader *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define lerr conf_lerr
 
-static void lerr(struct loader *l, const char *fmt, ...)
+void conf_lerr(struct loader *l, const char *fmt, ...)
 {
     char msg[1536];
     va_list ap;
@@ -470,7 +485,7 @@ static void set_value(struct loader *l, const struct key *k, const char *v)
         if ((k->type == K_SECONDS ? conf_parse_seconds(v, &n) : conf_parse_uint(v, &n)) < 0 ||
             n < (unsigned long long)k->min || n > (unsigned long long)k->max) {
             lerr(l, "%s = %s: not a number from %lld to %lld%s; fix the value", k->name, v, k->min,
-                 k->max, k->type == K_SECONDS ? " seconds (suffixes s, m, h allowed)" : "");
+                 k->max, k->type == K_SECONDS ? " seconds (suffixes s, m, h, d allowed)" : "");
             return;
         }
         if (k->type == K_COUNT) {
@@ -480,6 +495,9 @@ static void set_value(struct loader *l, const struct key *k, const char *v)
             int i = (int)n;
             memcpy(field, &i, sizeof(i));
         }
+        return;
+    case K_RELAY:
+        conf_relay_set(l, k->name, v);
         return;
     case K_SIZE:
         if (conf_parse_size(v, &size) < 0) {
@@ -585,6 +603,7 @@ struct conf *conf_load_sha256(const char *file, char sha256[65], char *err, size
         .audit_enabled = true,
         .audit_epoch = 900,
         .audit_max_size = 256u << 20,
+        .relay = CONF_RELAY_DEFAULTS,
     };
     snprintf(c->path, sizeof(c->path), "%s", file);
     l->c = c;

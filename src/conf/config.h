@@ -37,6 +37,59 @@ enum conf_disclose {
     DISCLOSE_ALL,           /* to anyone */
 };
 
+/* [relay]: outbound delivery (src/relay/). */
+#define CONF_MAX_ROUTES 64
+#define CONF_MAX_RELAY_DOMAINS 64
+
+/* How much TLS an outbound connection insists on. */
+enum conf_tls_level {
+    TLS_LEVEL_NONE,    /* never STARTTLS */
+    TLS_LEVEL_MAY,     /* STARTTLS when offered, certificate not checked (opportunistic) */
+    TLS_LEVEL_ENCRYPT, /* STARTTLS required, certificate not checked */
+    TLS_LEVEL_VERIFY,  /* STARTTLS required, certificate checked against the host name */
+    TLS_LEVEL_WRAPPER, /* TLS from the first byte (port 465), certificate checked */
+};
+
+/* Where mail goes next: "[host]:port" (that host) or "host:port" (its MX records). */
+struct conf_nexthop {
+    char host[256]; /* a host name or a numeric address (IPv4 or IPv6), lowercased */
+    unsigned port;
+    bool mx; /* look up MX records of host (written without brackets) */
+};
+
+struct conf_relay {
+    bool
+        defer; /* defer = yes: outbound mail stays queued, nothing leaves (local still delivered) */
+    bool has_relayhost; /* relayhost = : all outbound mail goes there */
+    struct conf_nexthop relayhost;
+    enum conf_tls_level tls;           /* tls (default may): to MX hosts and routes */
+    enum conf_tls_level relayhost_tls; /* relayhost_tls (default may) */
+    char auth_file[PATH_MAX];          /* relayhost_auth: "USER PASSWORD" file, 0600 */
+    char user[256], password[256];     /* read from it */
+    char ca_file[PATH_MAX];            /* ca_file: for verify; "" = the system's store */
+    char resolver[PATH_MAX];           /* resolver: an unbound.conf; "" = /etc/resolv.conf */
+    size_t smtp_port;                  /* smtp_port (default 25): MX hosts' port */
+    int retry_min, retry_max;          /* first retry after, longest wait (5m, 1h) */
+    int max_lifetime;                  /* bounce after (5d) */
+    int delay_warning;                 /* tell the sender after (4h; 0 = never) */
+    size_t concurrency;                /* connections per destination (10) */
+    size_t connections;                /* outbound connections in all (100) */
+    struct conf_route {                /* route = DOMAIN NEXTHOP: this domain goes there */
+        char domain[256];
+        struct conf_nexthop hop;
+    } routes[CONF_MAX_ROUTES];
+    size_t nroutes;
+    char domains[CONF_MAX_RELAY_DOMAINS][256]; /* domains: mail held and relayed for them */
+    size_t ndomains;
+};
+
+#define CONF_RELAY_DEFAULTS                                                                        \
+    {                                                                                              \
+        .tls = TLS_LEVEL_MAY, .relayhost_tls = TLS_LEVEL_MAY, .smtp_port = 25, .retry_min = 300,   \
+        .retry_max = 3600, .max_lifetime = 5 * 86400, .delay_warning = 4 * 3600,                   \
+        .concurrency = 10, .connections = 100,                                                     \
+    }
+
 struct conf {
     int refs;
     char path[PATH_MAX];       /* the file this came from, made absolute */
@@ -94,6 +147,8 @@ struct conf {
     int audit_epoch;         /* epoch seconds (default 900): the key evolves this often */
     uint64_t audit_max_size; /* max_size (default 256M; 0 = never): rotate past this size */
 
+    struct conf_relay relay; /* [relay] */
+
     struct tables *tables; /* domains + users + aliases, owned */
 };
 
@@ -108,6 +163,11 @@ struct conf *conf_load_sha256(const char *file, char sha256[65], char *err, size
 
 struct conf *conf_ref(struct conf *c);
 void conf_unref(struct conf *c);
+
+/* The route for domain (lowercased): a route = entry, else the relayhost, else NULL (MX). */
+const struct conf_nexthop *conf_relay_route(const struct conf *c, const char *domain);
+/* Is domain (lowercased) one of [relay] domains? */
+bool conf_relay_domain(const struct conf *c, const char *domain);
 
 /* Does the address (AF_INET/AF_INET6 bytes) fall in the deny list? */
 bool conf_denied(const struct conf *c, int family, const void *addr);

@@ -176,6 +176,7 @@ void conf_finish(struct loader *l)
         dirs_ok = false;
     }
     conf_finish_tls(l, dirs_ok);
+    conf_relay_finish(l, dirs_ok);
     /* Without domains or files every user line would be an error too: stop here. */
     if (!dirs_ok || l->ndomains == 0)
         return;

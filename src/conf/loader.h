@@ -9,7 +9,7 @@
 
 #include "conf/config.h"
 
-#define CONF_NKEYS 36 /* entries of conf_keys[] (checked in config.c) */
+#define CONF_NKEYS 52 /* entries of conf_keys[] (checked in config.c) */
 
 #define MAX_DOMAINS 1024
 
@@ -21,6 +21,7 @@ enum section {
     SEC_TLS,
     SEC_AUTH,
     SEC_AUDIT,
+    SEC_RELAY,
     SEC_COUNT,
     SEC_NONE
 };
@@ -45,7 +46,8 @@ enum ktype {
     K_PLAINTEXT,
     K_SNI,
     K_CHECK_FROM,
-    K_BOOL, /* yes|no into a bool field */
+    K_BOOL,  /* yes|no into a bool field */
+    K_RELAY, /* [relay] keys with their own syntax: conf/relay.c */
 };
 
 struct key {
@@ -85,6 +87,14 @@ extern const struct key conf_keys[CONF_NKEYS];
 
 /* The line to point at for something about section s: where it starts, else the end. */
 int conf_where(const struct loader *l, enum section s);
+
+/* An error at the line inih is on. */
+void conf_lerr(struct loader *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* relay.c: one [relay] key with its own syntax; the checks once the file is read (paths made
+ * absolute, the relayhost's credentials read). */
+void conf_relay_set(struct loader *l, const char *key, const char *v);
+void conf_relay_finish(struct loader *l, bool dirs_ok);
 
 /* Defaults, paths, required keys, then the users and aliases files. */
 void conf_finish(struct loader *l);

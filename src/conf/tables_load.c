@@ -61,6 +61,44 @@ static bool addr_check(const char *a, bool bare_ok, const char **why)
     return true;
 }
 
+/* turn=dom1,dom2: each a domain name, copied into out (n bytes); false (error given) if not.
+ * Whether they are relay domains is decided at TURN time, when the configuration may differ. */
+static bool turn_check(const char *path, int line, const char *user, const char *list, char *out,
+                       size_t n, struct conf_errors *e)
+{
+    if (strlen(list) >= n) {
+        conf_error(e, path, line, "turn= of %s is longer than %zu characters; list fewer domains",
+                   user, n - 1);
+        return false;
+    }
+    char copy[TABLES_TURN_LEN];
+    strcpy(copy, list);
+    char *save = NULL, *d = NULL;
+    bool any = false;
+    for (char *p = copy;; p = NULL) {
+        d = strtok_r(p, ",", &save);
+        if (!d)
+            break;
+        any = true;
+        if (!conf_valid_domain(d)) {
+            conf_error(e, path, line,
+                       "turn=%s for %s: '%s' is not a domain name like example.org; write "
+                       "turn=domain1,domain2",
+                       list, user, d);
+            return false;
+        }
+    }
+    /* ",a" "a,,b" "a,": strtok_r would skip the empty names silently */
+    if (!any || list[0] == ',' || list[strlen(list) - 1] == ',' || strstr(list, ",,")) {
+        conf_error(e, path, line,
+                   "turn=%s for %s has an empty domain name; write turn=domain1,domain2", list,
+                   user);
+        return false;
+    }
+    strcpy(out, list);
+    return true;
+}
+
 /* One passwd-file line: user@domain:password:uid:gid:gecos:home:shell:extra fields. */
 static void users_line(struct tables *t, const char *path, int line, char *s, struct conf_errors *e)
 {
@@ -142,6 +180,22 @@ static void users_line(struct tables *t, const char *path, int line, char *s, st
                                tok, u.addr);
                     return;
                 }
+                continue;
+            }
+            if (strncasecmp(tok, "forward=", 8) == 0) {
+                if (!addr_check(tok + 8, false, &why)) {
+                    conf_error(e, path, line,
+                               "forward=%s for %s is not an address: %s; write "
+                               "forward=user@domain",
+                               tok + 8, u.addr, why);
+                    return;
+                }
+                strcpy(u.forward, tok + 8);
+                continue;
+            }
+            if (strncasecmp(tok, "turn=", 5) == 0) {
+                if (!turn_check(path, line, u.addr, tok + 5, u.turn, sizeof(u.turn), e))
+                    return;
                 continue;
             }
             if (strncasecmp(tok, "moved=", 6) != 0)

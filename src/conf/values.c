@@ -77,6 +77,9 @@ int conf_parse_seconds(const char *s, unsigned long long *out)
     case 'h':
         mul = 3600;
         break;
+    case 'd':
+        mul = 86400;
+        break;
     default:
         len = 0;
     }

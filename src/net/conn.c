@@ -25,6 +25,7 @@
 #include "net/tls.h"
 #include "smtp/session.h"
 #include "store/maildir.h"
+#include "relay/queue.h"
 #include "store/spool.h"
 #include "store/deliver.h"
 #include "store/usage.h"
@@ -247,7 +248,7 @@ static void commit_done(void *arg)
                  "%zu bytes",
                  c->ip, t->from, c->kind == LISTEN_SUBMISSION ? "submission" : "smtp",
                  t->auth_user[0] ? " as " : "", t->auth_user, t->nrcpts, t->nmailboxes, t->nforeign,
-                 c->msg ? maildir_size(c->msg) : 0);
+                 (size_t)c->msg_bytes);
     else if (j->status == DELIVER_FULL) {
         log_info("refused message from <%s> (%s): mailbox %s is full", t->from, c->ip, j->which);
         conn_fail_result(&r, 552, "5.2.2", "Mailbox full: the message does not fit in the quota");
@@ -259,6 +260,8 @@ static void commit_done(void *arg)
     }
     maildir_free(c->msg);
     c->msg = NULL;
+    if (c->spool && r.ok && !j->audit_failed) /* the queue manager delivers it from now on */
+        relay_queue_poke(c->srv->relay, "new", c->spool_id);
     spool_free(c->spool);
     c->spool = NULL;
     EVP_MD_CTX_free(c->sha);
@@ -415,6 +418,10 @@ static bool do_requests(struct conn *c)
             if (!conn_auth_request(c, q, &r))
                 return false;
             break;
+        case SMTP_REQ_TURN:
+            flush(c); /* the 250 goes out first, then the peer greets us */
+            conn_turn(c, q);
+            return false;
         }
         smtp_session_resume(c->s, &r);
     }
@@ -437,6 +444,10 @@ static void conn_drive(struct conn *c)
     struct evbuffer *outbuf = bufferevent_get_output(c->bev);
     for (;;) {
         if (!do_requests(c)) {
+            if (c->turned) { /* the connection is the queue manager's now */
+                conn_free(c);
+                return;
+            }
             if (!c->handshaking)
                 flush(c);
             return;
@@ -629,6 +640,8 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, socklen_
         .sender_header = cf->sender_header,
         .now = now,
         .event = srv->audit ? conn_audit_event : NULL,
+        .relay_domain = cf->relay.ndomains ? conn_relay_domain : NULL,
+        .etrn = kind == LISTEN_SMTP && srv->relay && cf->relay.ndomains ? conn_etrn : NULL,
         .ctx = c,
     };
     SSL *ssl = NULL;

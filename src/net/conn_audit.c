@@ -119,14 +119,23 @@ void conn_audit_event(void *ctx, const struct smtp_event *ev)
     if (mail) {
         json_decref(c->rcpts); /* a new transaction */
         c->rcpts = NULL;
-    } else if (strcmp(v, "RCPT") == 0 && ev->code == 250) {
+    } else if (strcmp(v, "RCPT") == 0 && (ev->code == 250 || ev->code == 251)) {
         if (!c->rcpts)
             c->rcpts = json_array();
         if (c->rcpts)
             json_array_append(c->rcpts, arg);
     }
-    const char *event = mail ? "mail" : strcmp(v, "RCPT") == 0 ? "rcpt" : "data";
-    const char *key = mail ? "from" : strcmp(v, "RCPT") == 0 ? "to" : "id";
+    bool etrn = strcmp(v, "ETRN") == 0, turn = strcmp(v, "TURN") == 0;
+    const char *event = mail                     ? "mail"
+                        : strcmp(v, "RCPT") == 0 ? "rcpt"
+                        : etrn                   ? "etrn"
+                        : turn                   ? "turn"
+                                                 : "data";
+    const char *key = mail                     ? "from"
+                      : strcmp(v, "RCPT") == 0 ? "to"
+                      : etrn                   ? "node"
+                      : turn                   ? "domains"
+                                               : "id";
     json_t *f = json_pack("{s:s,s:o,s:i,s:s,s:s}", "verb", v, key, arg, "code", ev->code, "enh",
                           ev->enh, "rule", ev->rule);
     if (f && ev->code >= 400)

@@ -39,6 +39,7 @@ struct conn {
     bool busy;            /* a job (commit or SASL step) is on the worker pool */
     bool dead;            /* the socket is gone: free when the job comes back */
     bool handshaking;     /* TLS handshake under way */
+    bool turned;          /* TURN handed the socket to the queue manager: free the rest */
     struct event *hold;   /* delays the reply to a failed AUTH */
     struct event *linger; /* waits for the last reply to leave before closing */
     int linger_ticks;
@@ -99,5 +100,10 @@ json_t *conn_audit_message(struct conn *c, const struct smtp_txn *t, const char 
 int conn_audit_append(struct conn *c, json_t *rec, uint64_t *seq, char *err, size_t errlen);
 int conn_audit_sync(struct conn *c, uint64_t seq, char *err, size_t errlen);
 void conn_audit_failed(struct conn *c, const char *why, const char *detail);
+
+/* conn_relay.c: the session's ties to the outbound queue (relay domains, ETRN, TURN). */
+bool conn_relay_domain(void *ctx, const char *domain);
+int conn_etrn(void *ctx, const char *node, bool subdomains, char *text, size_t textlen);
+void conn_turn(struct conn *c, const struct smtp_request *q);
 
 #endif

@@ -4,6 +4,15 @@
  * worker pool. Every client is bounded: one line of at most CONTROL_LINE_MAX bytes within
  * CONTROL_TIMEOUT_SECONDS, at most CONTROL_CLIENTS_MAX at once, one reply, then close.
  *
+ * A second kind of request tells the queue manager that `tern queue` changed the spool (tern
+ * did the file operation itself; its admin record comes as a request of its own):
+ *
+ *   client:  {"queue":"flush"|"delete"|"hold"|"release","id":"ID"}\n   (no id: flush all)
+ *   ternd:   ok\n  |  error REASON\n
+ *
+ * The verb and the id are checked (only those two members, an id shaped like the spool's)
+ * before relay_queue_poke hears of them, on the loop.
+ *
  * The clients live in a list of this file, not in struct server: there is one server in the
  * process, and nothing else needs to see them. */
 #include "net/control.h"
@@ -25,6 +34,8 @@
 #include "audit/log.h"
 #include "audit/record.h"
 #include "net/server.h"
+#include "relay/queue.h"
+#include "store/spool.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "work/pool.h"
@@ -44,6 +55,9 @@ struct client {
     size_t len;    /* bytes in line */
     char line[CONTROL_LINE_MAX];
     char reply[CONTROL_REPLY_MAX];
+    bool queue_req;     /* the line is a queue request (set by the worker) */
+    char queue_verb[8]; /* its verb, once checked */
+    char queue_id[sizeof(((struct spool_entry *)0)->id)]; /* its id, "" for all (flush) */
 };
 
 static struct client *clients;
@@ -148,6 +162,60 @@ json_t *control_admin_fields(const char *line, size_t len, unsigned long uid, co
     return f;
 }
 
+/* The queue verbs tern sends, and whether each may go without an id. */
+static const struct {
+    const char *verb;
+    bool id_optional;
+} queue_verbs[] = {{"flush", true}, {"delete", false}, {"hold", false}, {"release", false}};
+
+/* Is the line (len bytes, without its newline) a queue request? 0: no (an admin record's, or
+ * not JSON at all: that path says what is wrong); 1: yes, verb and id filled; -1: one that is
+ * malformed, with a reason. */
+static int queue_request(const char *line, size_t len, char *verb, size_t verblen, char *id,
+                         size_t idlen, char *err, size_t errlen)
+{
+    if (len > 0 && line[len - 1] == '\r')
+        len--;
+    json_error_t jerr;
+    json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *q = json_object_get(req, "queue");
+    int rc = -1;
+    if (!q) {
+        rc = 0;
+        goto done;
+    }
+    json_t *jid = json_object_get(req, "id");
+    size_t members = json_object_size(req);
+    const char *v = json_string_value(q);
+    size_t i = 0;
+    while (v && i < sizeof queue_verbs / sizeof queue_verbs[0] && strcmp(v, queue_verbs[i].verb))
+        i++;
+    if (!v || i == sizeof queue_verbs / sizeof queue_verbs[0] || strlen(v) >= verblen) {
+        err_set(err, errlen, "\"queue\" must be \"flush\", \"delete\", \"hold\" or \"release\"");
+        goto done;
+    }
+    if (members != (jid ? 2u : 1u)) {
+        err_set(err, errlen, "a queue request has only \"queue\" and \"id\"");
+        goto done;
+    }
+    if (!jid && !queue_verbs[i].id_optional) {
+        err_set(err, errlen, "queue %s needs an \"id\"", v);
+        goto done;
+    }
+    const char *s = json_string_value(jid);
+    if (jid &&
+        (!s || strlen(s) != json_string_length(jid) || strlen(s) >= idlen || !spool_id_valid(s))) {
+        err_set(err, errlen, "\"id\" must be a queue id (digits, a-f and '-', under 96 bytes)");
+        goto done;
+    }
+    snprintf(verb, verblen, "%s", v);
+    snprintf(id, idlen, "%s", jid ? s : "");
+    rc = 1;
+done:
+    json_decref(req);
+    return rc;
+}
+
 /* ---- the record, on a worker ------------------------------------------------------------ */
 
 /* The name of uid from the password database into out; "" when it has none. */
@@ -192,6 +260,19 @@ static void record_run(void *arg)
     struct client *c = arg;
     struct audit *a = c->srv->audit;
     char err[512], name[256];
+    int q = queue_request(c->line, c->len, c->queue_verb, sizeof c->queue_verb, c->queue_id,
+                          sizeof c->queue_id, err, sizeof err);
+    if (q != 0) {
+        c->queue_req = true;
+        if (q > 0)
+            set_reply(c, "ok");
+        else
+            set_reply(c,
+                      "error %s; send one line {\"queue\":\"flush\",\"id\":\"ID\"} (or "
+                      "delete, hold, release)",
+                      err);
+        return;
+    }
     user_name(c->uid, name, sizeof name);
     json_t *f = control_admin_fields(c->line, c->len, c->uid, name, err, sizeof err);
     if (!f) {
@@ -244,6 +325,18 @@ static void record_done(void *arg)
 {
     struct client *c = arg;
     c->busy = false;
+    if (c->queue_req) {
+        if (strcmp(c->reply, "ok\n") != 0) {
+            log_warn("control: queue request of uid %lu (pid %ld) refused: %.*s", c->uid, c->pid,
+                     (int)strcspn(c->reply + 6, "\n"), c->reply + 6);
+        } else if (!c->orphaned) { /* orphaned: ternd is stopping, and rescans at start */
+            log_info("control: tern queue %s %s from uid %lu (pid %ld)", c->queue_verb,
+                     c->queue_id[0] ? c->queue_id : "(all)", c->uid, c->pid);
+            relay_queue_poke(c->srv->relay, c->queue_verb, c->queue_id[0] ? c->queue_id : NULL);
+        }
+        client_finish(c);
+        return;
+    }
     if (strncmp(c->reply, "ok ", 3) == 0)
         log_info("control: admin record %.*s from uid %lu (pid %ld)",
                  (int)strcspn(c->reply + 3, "\n"), c->reply + 3, c->uid, c->pid);

@@ -6,6 +6,11 @@
  *   ternd:   ok SEQ\n          the record is in the log and durable (its seq)
  *            error REASON\n    nothing was recorded, and why
  *
+ * Or a poke of the outbound queue after `tern queue` changed the spool itself:
+ *
+ *   client:  {"queue":"flush"|"delete"|"hold"|"release","id":"ID"}\n   (no id: flush all)
+ *   ternd:   ok\n              the queue manager looks again (relay_queue_poke)
+ *
  * The Unix user is never the client's word: ternd takes the uid from SO_PEERCRED and the
  * name from the password database. The request's parsing is a pure function here too, so that
  * `tern` writing the log itself (ternd not running) makes the very same record. */

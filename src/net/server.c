@@ -16,6 +16,7 @@
 #include "net/control.h"
 #include "net/server.h"
 #include "net/tls.h"
+#include "relay/queue.h"
 #include "store/acl.h"
 #include "util/log.h"
 #include "work/pool.h"
@@ -189,12 +190,19 @@ static void reload(struct server *srv, const char *why)
     srv->tls_ctx = ctx;
     conf_unref(srv->conf);
     srv->conf = c; /* new connections see it; open ones keep the configuration they began with */
+    relay_queue_set_conf(srv->relay, c);
     stamp_files(c, srv->stamps);
     sync_acls(srv);
     srv_audit_reload(srv, c->sha256, true, NULL);
     log_info("reloaded %s: %zu users, %zu shared mailboxes%s", c->path,
              tables_nusers(c->tables) - tables_nshared(c->tables), tables_nshared(c->tables),
              ctx ? ", certificate reloaded" : "");
+}
+
+/* The queue manager's records go to the audit log like the sessions'. */
+static void queue_audit(void *arg, const char *event, json_t *fields)
+{
+    srv_audit(arg, event, fields);
 }
 
 static void hup_cb(evutil_socket_t sig, short what, void *arg)
@@ -257,6 +265,11 @@ int server_run(struct conf *c, const int *fds, char *err, size_t errlen)
         return -1;
     }
     sync_acls(&srv);
+    char qerr[768];
+    srv.relay = relay_queue_new(
+        &(struct relay_queue_opts){srv.base, srv.pool, c, queue_audit, &srv}, qerr, sizeof qerr);
+    if (!srv.relay) /* inbound mail still works; queued mail waits for a restart */
+        log_err("%s; outbound mail stays queued until this is fixed and ternd restarted", qerr);
     for (size_t i = 0; i < c->nlisteners; i++) {
         lctx[i] = (struct listener_ctx){&srv, c->listeners[i].kind};
         srv.listeners[i] =
@@ -286,7 +299,10 @@ int server_run(struct conf *c, const int *fds, char *err, size_t errlen)
     event_base_dispatch(srv.base);
 
     log_info("stopping: %zu connections left", srv.nconns);
-    pool_free(srv.pool); /* finishes the fsyncs in flight and answers their sessions */
+    relay_queue_stop(srv.relay); /* outbound connections end; what they carried stays queued */
+    pool_free(srv.pool);         /* finishes the fsyncs in flight and answers their sessions */
+    relay_queue_free(srv.relay);
+    srv.relay = NULL;
     conn_free_all(&srv);
     control_close(&srv);
     srv_audit_close(&srv, srv.stop_reason ? srv.stop_reason : "stopped");

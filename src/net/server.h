@@ -18,6 +18,7 @@ struct pool;
 struct conn;
 struct sasl;
 struct throttle;
+struct relay_queue;
 typedef struct ssl_ctx_st SSL_CTX;
 
 struct server {
@@ -43,6 +44,7 @@ struct server {
     struct event *audit_timer, *sig_usr1;
     int control_fd; /* DATA_DIR/audit/control, -1 when closed (net/control.c) */
     struct event *control_ev;
+    struct relay_queue *relay; /* the outbound queue manager (relay/queue.h); NULL: none */
     struct file_stamp {
         long long mtime_ns, size, ino;
     } stamps[4]; /* config, users, aliases, mailboxes */

@@ -145,7 +145,10 @@ static void finish_one(struct tables *t, struct shared *s, char (*buf)[TABLES_AD
         memcpy(local, m, (size_t)(at - m));
         local[at - m] = '\0';
         size_t n = 0;
-        if (tables_resolve(t, local, at + 1, buf, TABLES_MAX_EXPANSION, &n, NULL, 0) != TABLES_OK)
+        enum tables_status st =
+            tables_resolve(t, local, at + 1, buf, TABLES_MAX_EXPANSION, &n, NULL, 0);
+        /* a forwarded user gets its mail elsewhere but is still a person here: a member */
+        if (st != TABLES_OK && st != TABLES_FORWARD)
             continue; /* a moved user, or a broken alias whose reason is given already */
         for (size_t j = 0; j < n; j++) {
             const struct tables_user *u = tables_user(t, buf[j]);

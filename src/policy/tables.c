@@ -1,12 +1,12 @@
 /* The in-memory address tables: local domains, users and aliases held in open-addressing hash
  * maps keyed by lowercased address, so every lookup the SMTP core makes is O(1) however many
- * users there are. Built once by conf/, checked by tables_finish, then read-only: lookups keep
- * all their state on the caller's stack, so any number of threads may share one table. */
+ * users there are. Built once by conf/, checked by tables_finish (tables_check.c), then
+ * read-only: lookups keep all their state on the caller's stack, so any number of threads may
+ * share one table. */
 #include "util/err.h"
 #include "policy/tables.h"
 #include "policy/tables_priv.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -182,6 +182,70 @@ int tables_split_addr(const char *addr, size_t *locallen)
     return 0;
 }
 
+/* forward=: an address in another domain, never with moved= (which answers 551 instead).
+ * Within the local domains forwarding is an alias's job, and would loop through the queue. */
+static int check_forward(const struct tables *t, const char *user, const char *fwd, char *err,
+                         size_t errlen)
+{
+    char f[TABLES_ADDR_MAX + 1];
+    size_t ll;
+    if (tables_lower_copy(f, sizeof(f), fwd) < 0 || tables_split_addr(f, &ll) < 0) {
+        err_set(err, errlen, "user %s: forward=%s is not an address; write forward=user@domain",
+                user, fwd);
+        return -1;
+    }
+    if (tables_map_get(&t->domain_map, f + ll + 1)) {
+        err_set(err, errlen,
+                "user %s: forward=%s is in a local domain; forward= sends mail to other "
+                "domains: for a local address use an alias instead",
+                user, f);
+        return -1;
+    }
+    return 0;
+}
+
+/* turn=: lowercased in place; distinct names, none of them a local domain (TURN hands over
+ * mail queued for relay domains, never the mail of tern's own domains). */
+static int check_turn(const struct tables *t, const char *user, char *list, char *err,
+                      size_t errlen)
+{
+    char copy[TABLES_TURN_LEN];
+    const char *d[TABLES_TURN_MAX + 1];
+    memcpy(copy, list, sizeof(copy));
+    size_t n = 0;
+    for (char *p = copy, *end; p; p = end ? end + 1 : NULL) {
+        end = strchr(p, ',');
+        if (end)
+            *end = '\0';
+        if (!*p || strchr(p, '@') || strlen(p) > 255) {
+            err_set(err, errlen,
+                    "user %s: turn=%s holds '%s', which is not a domain; write "
+                    "turn=domain1,domain2 (no blanks)",
+                    user, list, p);
+            return -1;
+        }
+        if (n == TABLES_TURN_MAX) {
+            err_set(err, errlen, "user %s: turn= lists more than %d domains; list at most %d", user,
+                    TABLES_TURN_MAX, TABLES_TURN_MAX);
+            return -1;
+        }
+        if (tables_map_get(&t->domain_map, p)) {
+            err_set(err, errlen,
+                    "user %s: turn=%s names %s, a local domain; TURN hands over mail queued for "
+                    "relay domains only: remove it",
+                    user, list, p);
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(d[i], p) == 0) {
+                err_set(err, errlen, "user %s: turn= names %s twice; remove one", user, p);
+                return -1;
+            }
+        d[n++] = p;
+    }
+    return 0;
+}
+
 int tables_add_user(struct tables *t, const struct tables_user *u, char *err, size_t errlen)
 {
     char addr[TABLES_ADDR_MAX + 1];
@@ -213,6 +277,23 @@ int tables_add_user(struct tables *t, const struct tables_user *u, char *err, si
         err_set(err, errlen, "%s %s is also an alias; rename one of the two", what, addr);
         return -1;
     }
+    if (u->forward[0] && u->moved[0]) {
+        err_set(err, errlen,
+                "user %s has both moved= and forward=; keep one (moved= answers 551 with the new "
+                "address, forward= takes the mail and passes it on)",
+                addr);
+        return -1;
+    }
+    if (u->forward[0] && check_forward(t, addr, u->forward, err, errlen) < 0)
+        return -1;
+    char turn[TABLES_TURN_LEN];
+    if (tables_lower_copy(turn, sizeof(turn), u->turn) < 0) {
+        err_set(err, errlen, "user %s: turn= is longer than %d characters; list fewer domains",
+                addr, TABLES_TURN_LEN - 1);
+        return -1;
+    }
+    if (turn[0] && check_turn(t, addr, turn, err, errlen) < 0)
+        return -1;
     struct tables_user *copy = malloc(sizeof(*copy));
     struct tables_user **nu = tables_grow(t->users, sizeof(*t->users), t->nusers, &t->usercap);
     if (nu)
@@ -225,6 +306,12 @@ int tables_add_user(struct tables *t, const struct tables_user *u, char *err, si
     *copy = *u;
     memcpy(copy->addr, addr, sizeof(addr));
     tables_lower_copy(copy->moved, sizeof(copy->moved), u->moved); /* same size: always fits */
+    /* the domain any case, the local part as written: it is the other domain's to interpret */
+    memcpy(copy->forward, u->forward, sizeof(copy->forward));
+    char *fat = strrchr(copy->forward, '@');
+    if (fat)
+        tables_lower_copy(fat, sizeof(copy->forward) - (size_t)(fat - copy->forward), fat);
+    memcpy(copy->turn, turn, sizeof(turn));
     if (tables_map_put(&t->user_map, copy->addr, (uint32_t)t->nusers) < 0) {
         free(copy);
         err_set(err, errlen, "out of memory adding user %s; free some memory", addr);
@@ -486,7 +573,11 @@ enum tables_status tables_resolve(const struct tables *t, const char *local, con
             return TABLES_TOO_MANY;
         memcpy(mailboxes[0], u->addr, sizeof(mailboxes[0]));
         *nmailboxes = 1;
-        return TABLES_OK;
+        if (!u->forward[0])
+            return TABLES_OK;
+        if (forward && forwardlen)
+            snprintf(forward, forwardlen, "%s", u->forward);
+        return TABLES_FORWARD;
     }
     case TARGET_ALIAS: {
         struct expansion *x = calloc(1, sizeof(*x)); /* ~25 KiB: keep it off small stacks */
@@ -502,8 +593,19 @@ enum tables_status tables_resolve(const struct tables *t, const char *local, con
         else
             for (size_t i = 0; i < x->nfound; i++)
                 memcpy(mailboxes[i], t->users[x->found[i]]->addr, sizeof(mailboxes[i]));
-        if (st == TABLES_OK)
+        if (st == TABLES_OK) {
             *nmailboxes = x->nfound;
+            /* an alias whose every user is forwarded keeps nothing here: 251 like the user */
+            const char *first = t->users[x->found[0]]->forward;
+            for (size_t i = 0; i < x->nfound && first[0]; i++)
+                if (!t->users[x->found[i]]->forward[0])
+                    first = "";
+            if (first[0]) {
+                st = TABLES_FORWARD;
+                if (forward && forwardlen)
+                    snprintf(forward, forwardlen, "%s", first);
+            }
+        }
         free(x);
         return st;
     }
@@ -512,6 +614,23 @@ enum tables_status tables_resolve(const struct tables *t, const char *local, con
         break;
     }
     return TABLES_UNKNOWN;
+}
+
+size_t tables_turn_domains(const struct tables_user *u, char *buf, size_t buflen, const char **out,
+                           size_t max)
+{
+    size_t n = 0;
+    if (!u || !u->turn[0] || buflen <= strlen(u->turn))
+        return 0;
+    strcpy(buf, u->turn);
+    for (char *p = buf, *end; p && n < max; p = end ? end + 1 : NULL) {
+        end = strchr(p, ',');
+        if (end)
+            *end = '\0';
+        if (*p) /* tables_add_user refuses empty names; never hand one out */
+            out[n++] = p;
+    }
+    return n;
 }
 
 /* Does the user's local part equal q (already lowercased)? */
@@ -591,190 +710,4 @@ bool tables_names_alias(const struct tables *t, const char *addr)
         return false;
     /* a catch-all's name is "@domain" */
     return tables_target_of(t, a, &idx) == TARGET_ALIAS && t->aliases[idx]->name[0] != '@';
-}
-
-void tables_reason(struct reasons *r, const char *origin, const char *fmt, ...)
-{
-    r->n++;
-    if (!r->cap)
-        return;
-    if (origin && r->len + 1 < r->cap)
-        r->len += (size_t)snprintf(r->buf + r->len, r->cap - r->len, "%s: ", origin);
-    if (r->len + 1 < r->cap) {
-        va_list ap;
-        va_start(ap, fmt);
-        r->len += (size_t)vsnprintf(r->buf + r->len, r->cap - r->len, fmt, ap);
-        va_end(ap);
-    }
-    if (r->len + 1 < r->cap)
-        r->len += (size_t)snprintf(r->buf + r->len, r->cap - r->len, "\n");
-    if (r->len >= r->cap)
-        r->len = r->cap - 1; /* truncated: the buffer stays terminated */
-}
-
-/* The origin of an alias, or NULL. */
-static const char *origin_of(const struct alias *a)
-{
-    return a ? a->origin : NULL;
-}
-
-enum { VISIT_NEW, VISIT_ACTIVE, VISIT_DONE, VISIT_BAD };
-
-struct check {
-    const struct tables *t;
-    unsigned char *state; /* per alias */
-    unsigned char *reach; /* per alias: reaches at least one mailbox */
-    unsigned char *depth; /* per alias: levels of aliases, itself included */
-    uint32_t path[TABLES_MAX_DEPTH + 1];
-    struct reasons *r;
-};
-
-/* Writes "a -> b -> c" for the path from position from to the end, then next. */
-static void path_text(const struct check *c, size_t from, size_t plen, uint32_t next, char *buf,
-                      size_t n)
-{
-    size_t len = 0;
-    buf[0] = '\0';
-    for (size_t i = from; i < plen && len < n; i++)
-        len += (size_t)snprintf(buf + len, n - len, "%s -> ", c->t->aliases[c->path[i]]->name);
-    if (len < n)
-        snprintf(buf + len, n - len, "%s", c->t->aliases[next]->name);
-}
-
-/* Depth-first walk from alias ai at path position plen; depth, or -1 when it is broken
- * (the reason is then already given). The path bound keeps the recursion shallow. */
-static int check_alias(struct check *c, uint32_t ai, size_t plen)
-{
-    const struct tables *t = c->t;
-    char buf[1024];
-    switch (c->state[ai]) {
-    case VISIT_DONE:
-        if (plen + c->depth[ai] > TABLES_MAX_DEPTH) {
-            path_text(c, 0, plen, ai, buf, sizeof(buf));
-            tables_reason(c->r, origin_of(t->aliases[c->path[0]]),
-                          "alias %s: nests more than %d aliases deep (%s ...); flatten it",
-                          t->aliases[c->path[0]]->name, TABLES_MAX_DEPTH, buf);
-            return -1;
-        }
-        return c->depth[ai];
-    case VISIT_BAD:
-        return -1;
-    case VISIT_ACTIVE:
-        for (size_t i = 0; i < plen; i++)
-            if (c->path[i] == ai) {
-                path_text(c, i, plen, ai, buf, sizeof(buf));
-                tables_reason(c->r, origin_of(t->aliases[ai]),
-                              "alias %s: loops back to itself (%s); remove one of the members that "
-                              "closes the loop",
-                              t->aliases[ai]->name, buf);
-                break;
-            }
-        return -1;
-    }
-    const struct alias *a = t->aliases[ai];
-    if (plen >= TABLES_MAX_DEPTH) {
-        path_text(c, 0, plen, ai, buf, sizeof(buf));
-        tables_reason(c->r, origin_of(t->aliases[c->path[0]]),
-                      "alias %s: nests more than %d aliases deep (%s ...); flatten it",
-                      t->aliases[c->path[0]]->name, TABLES_MAX_DEPTH, buf);
-        return -1;
-    }
-    c->state[ai] = VISIT_ACTIVE;
-    c->path[plen] = ai;
-    bool bad = false, reach = false;
-    int maxd = 0;
-    for (size_t i = 0; i < a->nmembers; i++) {
-        const char *m = a->members[i];
-        uint32_t idx = 0;
-        switch (tables_target_of(t, m, &idx)) {
-        case TARGET_USER:
-            reach |= t->users[idx]->moved[0] == '\0';
-            break;
-        case TARGET_ALIAS: {
-            int d = check_alias(c, idx, plen + 1);
-            if (d < 0) {
-                bad = true;
-            } else {
-                if (d > maxd)
-                    maxd = d;
-                reach |= c->reach[idx] != 0;
-            }
-            break;
-        }
-        case TARGET_FOREIGN:
-            tables_reason(c->r, origin_of(a),
-                          "alias %s: member %s is not a local user; outbound delivery is not "
-                          "available yet",
-                          a->name, m);
-            bad = true;
-            break;
-        case TARGET_NONE:
-            tables_reason(
-                c->r, origin_of(a),
-                "alias %s: member %s is not a local user; add it to the users file or fix "
-                "the member",
-                a->name, m);
-            bad = true;
-            break;
-        }
-    }
-    if (bad) {
-        c->state[ai] = VISIT_BAD;
-        return -1;
-    }
-    c->state[ai] = VISIT_DONE;
-    c->depth[ai] = (unsigned char)(maxd + 1);
-    c->reach[ai] = reach;
-    return maxd + 1;
-}
-
-int tables_finish(struct tables *t, char *err, size_t errlen)
-{
-    struct reasons r = {err, 0, err ? errlen : 0, 0};
-    if (r.cap)
-        err[0] = '\0';
-    if (t->ndomains == 0)
-        tables_reason(&r, NULL, "no local domains; list them in domains = under [server]");
-    struct check c = {.t = t, .r = &r};
-    size_t n = t->naliases ? t->naliases : 1;
-    c.state = calloc(n, 1);
-    c.reach = calloc(n, 1);
-    c.depth = calloc(n, 1);
-    if (!c.state || !c.reach || !c.depth) {
-        free(c.state);
-        free(c.reach);
-        free(c.depth);
-        err_set(err, errlen, "out of memory checking aliases; free some memory\n");
-        return -1;
-    }
-    for (uint32_t i = 0; i < t->naliases; i++)
-        check_alias(&c, i, 0);
-    for (uint32_t i = 0; i < t->naliases; i++)
-        if (c.state[i] == VISIT_DONE && !c.reach[i])
-            tables_reason(
-                &r, origin_of(t->aliases[i]),
-                "alias %s: reaches no mailbox, every user on it has moved; add a member or "
-                "remove the alias",
-                t->aliases[i]->name);
-    tables_shared_finish(t, &r);
-    for (size_t d = 0; d < t->ndomains; d++) {
-        char addr[TABLES_ADDR_MAX + 1];
-        snprintf(addr, sizeof(addr), "postmaster@%s", t->domains[d]);
-        uint32_t idx = 0;
-        enum target k = tables_target_of(t, addr, &idx);
-        if (k == TARGET_ALIAS && (c.state[idx] != VISIT_DONE || !c.reach[idx]))
-            continue; /* a broken or empty alias: its reason is given above */
-        if (k == TARGET_USER && t->users[idx]->moved[0])
-            tables_reason(&r, NULL,
-                          "%s is a user marked moved, and postmaster must always reach someone; "
-                          "remove moved= from it or add `postmaster: you@%s` to aliases",
-                          addr, t->domains[d]);
-        else if (k != TARGET_USER && k != TARGET_ALIAS)
-            tables_reason(&r, NULL, "%s reaches no one; add `postmaster: you@%s` to aliases", addr,
-                          t->domains[d]);
-    }
-    free(c.state);
-    free(c.reach);
-    free(c.depth);
-    return r.n ? -1 : 0;
 }

@@ -12,18 +12,27 @@
 #define TABLES_ADDR_MAX 320       /* local@domain, lowercased */
 #define TABLES_MAX_EXPANSION 1000 /* mailboxes one recipient may expand to */
 #define TABLES_MAX_DEPTH 10       /* alias nesting */
+#define TABLES_TURN_MAX 16        /* domains in one user's turn= list */
+#define TABLES_TURN_LEN 512       /* a turn= list as text, with its NUL */
 
 struct tables;
 
 /* A local user, from one line of `users` (Dovecot passwd-file format):
  *   user@domain:{SCHEME}hash:uid:gid:Full Name:home:shell:extra fields
- * Extra fields are space-separated; `moved=new@addr` marks a user who has left (RCPT 551). */
+ * Extra fields are space-separated; `moved=new@addr` marks a user who has left (RCPT 551),
+ * `forward=addr` one whose mail goes elsewhere (RCPT 251; no mailbox here), `turn=dom1,dom2`
+ * the relay domains whose queued mail the user may take with TURN (RFC 2645). */
 struct tables_user {
-    char addr[TABLES_ADDR_MAX + 1];  /* lowercased user@domain */
-    char password[256];              /* "{CRYPT}$y$..." as stored; empty when none */
-    char name[128];                  /* gecos: full name, may be empty */
-    char moved[TABLES_ADDR_MAX + 1]; /* non-empty when marked moved */
-    bool locked;                     /* extra field `nologin` (Dovecot's): may not authenticate */
+    char addr[TABLES_ADDR_MAX + 1];    /* lowercased user@domain */
+    char password[256];                /* "{CRYPT}$y$..." as stored; empty when none */
+    char name[128];                    /* gecos: full name, may be empty */
+    char moved[TABLES_ADDR_MAX + 1];   /* non-empty when marked moved */
+    char forward[TABLES_ADDR_MAX + 1]; /* non-empty when forwarded: an address in another
+                                          domain (lowercased, the local part as written),
+                                          never together with moved */
+    char turn[TABLES_TURN_LEN];        /* "dom1,dom2": lowercased, comma-separated, at most
+                                          TABLES_TURN_MAX; "" when none */
+    bool locked;                       /* extra field `nologin` (Dovecot's): may not authenticate */
     bool admin;     /* extra field `admin`: may authorize as another user (AUTH PLAIN authzid) */
     bool shared;    /* a shared mailbox (from `mailboxes`): no password, never logs in */
     uint64_t quota; /* bytes; 0 = none. Users: extra field userdb_quota_rule=*:storage=SIZE
@@ -68,16 +77,25 @@ enum tables_status {
     TABLES_OK,       /* deliverable: mailboxes filled */
     TABLES_UNKNOWN,  /* local domain, no such user or alias: 550 5.1.1 */
     TABLES_MOVED,    /* user marked moved: 551 5.1.6, forward holds the new address */
-    TABLES_FOREIGN,  /* not a local domain: 550 5.7.1 (no relaying yet) */
+    TABLES_FOREIGN,  /* not a local domain: relayed only by policy (relay domains, AUTH) */
     TABLES_TOO_MANY, /* expands past TABLES_MAX_EXPANSION */
+    TABLES_FORWARD,  /* every user reached is marked forward= (251 2.1.5): forward holds the
+                        first one's address; mailboxes as for TABLES_OK */
 };
 
 /* Resolves local@domain (the path's unquoted local part; domain as given, any case). A bare
  * "postmaster" (domain NULL or "") resolves in the primary domain. Fills mailboxes with the
- * distinct user addresses (lowercased user@domain) it reaches, at most max. */
+ * distinct user addresses (lowercased user@domain) it reaches, at most max. A user marked
+ * forward= is among them but has no mailbox here: whoever delivers sends its mail to
+ * tables_user(t, box)->forward instead (users marked moved are left out). */
 enum tables_status tables_resolve(const struct tables *t, const char *local, const char *domain,
                                   char (*mailboxes)[TABLES_ADDR_MAX + 1], size_t max,
                                   size_t *nmailboxes, char *forward, size_t forwardlen);
+
+/* Splits u's turn= list into out: up to max domains, pointing into buf (buflen bytes, at least
+ * TABLES_TURN_LEN), which the caller keeps while it uses them. Returns the count. */
+size_t tables_turn_domains(const struct tables_user *u, char *buf, size_t buflen, const char **out,
+                           size_t max);
 
 /* VRFY: finds users by full address, by local part in any local domain, or by a substring of the
  * full name (case-insensitive). Writes up to max matches. Returns the number of matches found

@@ -1,6 +1,6 @@
 /* The insides of struct tables, shared by the files of policy/ that build and read it
- * (tables.c: domains, users, aliases; shared.c: shared mailboxes). Nothing outside policy/
- * includes this. */
+ * (tables.c: domains, users, aliases; tables_check.c: tables_finish; shared.c: shared
+ * mailboxes). Nothing outside policy/ includes this. */
 #ifndef TERN_POLICY_TABLES_PRIV_H
 #define TERN_POLICY_TABLES_PRIV_H
 

@@ -6,7 +6,7 @@
 static const char *const overview[] = {
     "This is tern, an SMTP server (RFC 5321).",
     "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT",
-    "          HELP VRFY EXPN SEND SOML SAML TURN",
+    "          HELP VRFY EXPN SEND SOML SAML ETRN TURN",
     "Send HELP <command> for its syntax.",
     "To report a problem, write to postmaster at this domain.",
 };
@@ -30,7 +30,10 @@ static const struct {
     {"SEND", "SEND FROM:<sender>: start a mail for the recipients' terminals"},
     {"SOML", "SOML FROM:<sender>: start a mail for terminal, or mailbox if none"},
     {"SAML", "SAML FROM:<sender>: start a mail for terminal and mailbox"},
-    {"TURN", "TURN: reverse roles (only for authenticated relay clients)"},
+    {"ETRN", "ETRN <domain> | @<domain> | #<queue>: start delivering a relay domain's queued "
+             "mail (RFC 1985)"},
+    {"TURN", "TURN: after AUTH, reverse roles and take your relay domains' queued mail "
+             "(RFC 821, RFC 2645)"},
 };
 
 const char *const *smtp_help_overview(size_t *n)

@@ -1,7 +1,8 @@
-/* The commands that inform rather than move mail: HELP (214/504), VRFY (250/251-less 551/550/553
- * or 252 when policy hides users) and EXPN (250 list/550, 252 or 502 per policy). What they reveal
- * is decided by the vrfy/expn disclosure settings: harvesting addresses must be a choice. The
- * members of a shared mailbox are shown only to its own authenticated members. */
+/* The commands that inform rather than move mail: HELP (214/504), VRFY (250, 251 for a user
+ * whose mail is forwarded, 551/550/553, or 252 when policy hides users) and EXPN (250 list/550, 252
+ * or 502 per policy). What they reveal is decided by the vrfy/expn disclosure settings: harvesting
+ * addresses must be a choice. The members of a shared mailbox are shown only to its own
+ * authenticated members. */
 #include "smtp/session_priv.h"
 
 #include <stdio.h>
@@ -58,6 +59,8 @@ static void vrfy_user(struct smtp_session *s, const struct tables_user *u)
 {
     if (u->moved[0])
         session_reply(s, 551, "5.1.6", "User not local; please try <%s>", u->moved);
+    else if (u->forward[0]) /* RFC 5321 3.5.1: ours, passed on */
+        session_reply(s, 251, "2.1.5", "User not local; will forward to <%s>", u->forward);
     else if (u->name[0])
         session_reply(s, 250, "2.1.5", "%s <%s>", u->name, u->addr);
     else

@@ -41,7 +41,8 @@ static bool reaches(const struct smtp_session *s, const char *local, const char 
     char(*big)[TABLES_ADDR_MAX + 1], (*boxes)[TABLES_ADDR_MAX + 1];
     size_t n = 0;
     bool found = false;
-    if (txn_lookup(s, local, domain, small, &big, &boxes, &n, NULL, 0) == TABLES_OK)
+    enum tables_status st = txn_lookup(s, local, domain, small, &big, &boxes, &n, NULL, 0);
+    if (st == TABLES_OK || st == TABLES_FORWARD) /* a forwarded user still owns its aliases */
         for (size_t i = 0; i < n && !found; i++)
             found = ok(s, boxes[i]);
     free(big);

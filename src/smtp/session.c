@@ -1,7 +1,7 @@
 /* The SMTP session core's front half: the greeting, command-line assembly with its limits, the
  * command table (a check-then-proceed handler per verb, after OpenSMTPD's shape), the simple
- * commands (HELO EHLO RSET NOOP QUIT TURN), error counting, and the request/resume plumbing.
- * The transaction lives in txn.c, HELP/VRFY/EXPN in info.c. */
+ * commands (HELO EHLO RSET NOOP QUIT), error counting, and the request/resume plumbing. The
+ * transaction lives in txn.c and route.c, HELP/VRFY/EXPN in info.c, ETRN and TURN in turn.c. */
 #include "smtp/session_priv.h"
 
 #include <stdarg.h>
@@ -102,6 +102,8 @@ void session_request(struct smtp_session *s, enum smtp_req_type type, enum smtp_
     s->req.txn = &s->txn;
     s->req.data = type == SMTP_REQ_STORE_APPEND ? s->chunk : NULL;
     s->req.len = type == SMTP_REQ_STORE_APPEND ? s->chunk_len : 0;
+    s->req.turn_domains = NULL; /* turn.c fills them for TURN */
+    s->req.nturn = 0;
     s->req_pending = true;
     s->after = after;
 }
@@ -159,6 +161,8 @@ static void cmd_helo(struct smtp_session *s, const char *arg, size_t len, bool e
         first,      "PIPELINING", size,   "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES",
         "CHUNKING", "HELP",       "SEND", "SOML",     "SAML"};
     size_t n = 11;
+    if (s->env->etrn && !s->env->submission) /* RFC 1985: for servers pulling their queue */
+        lines[n++] = "ETRN";
     if (s->env->tls_available && !s->tls)
         lines[n++] = "STARTTLS";
     if (s->env->auth_mechs && (s->tls || s->env->auth_cleartext_ok) && !s->authenticated) {
@@ -203,26 +207,6 @@ static void cmd_quit(struct smtp_session *s, const char *arg, size_t len)
     s->close = SMTP_CLOSE_AFTER_OUTPUT;
 }
 
-static void cmd_turn(struct smtp_session *s, const char *arg, size_t len)
-{
-    if (len) {
-        session_reply(s, 501, "5.5.4", "Syntax: TURN (no parameters)");
-        session_bad(s);
-        return;
-    }
-    /* RFC 2645: TURN only for an authenticated client entitled to a relay domain; tern has
-     * neither AUTH nor relay domains yet, so nobody is entitled. */
-    session_reply(s, 502, "5.5.1", "TURN is not available: no relay domains are configured");
-}
-
-static void cmd_not_implemented(struct smtp_session *s, const char *arg, size_t len)
-{
-    (void)arg;
-    (void)len;
-    session_reply(s, 502, "5.5.1", "Command not implemented");
-    session_bad(s);
-}
-
 static void cmd_helo_plain(struct smtp_session *s, const char *a, size_t n)
 {
     cmd_helo(s, a, n, false);
@@ -257,6 +241,8 @@ static const struct {
     void (*fn)(struct smtp_session *, const char *, size_t);
     enum track args;
 } commands[] = {
+    /* one command a line: */
+    /* clang-format off */
     {"HELO", cmd_helo_plain, T_ARG},
     {"EHLO", cmd_ehlo, T_ARG},
     {"MAIL", cmd_mail, T_ARG},
@@ -272,10 +258,11 @@ static const struct {
     {"SEND", cmd_send, T_ARG},
     {"SOML", cmd_soml, T_ARG},
     {"SAML", cmd_saml, T_ARG},
-    {"TURN", cmd_turn, T_NO},
+    {"TURN", turn_command, T_VERB}, /* the event names the domains handed over */
     {"STARTTLS", auth_starttls, T_NO},
     {"AUTH", auth_command, T_VERB},
-    {"ETRN", cmd_not_implemented, T_NO},
+    {"ETRN", turn_etrn, T_ARG},
+    /* clang-format on */
 };
 
 static void track(struct smtp_session *s, const char *verb, enum track t, const char *arg,
@@ -440,7 +427,7 @@ void smtp_session_free(struct smtp_session *s)
 size_t smtp_session_feed(struct smtp_session *s, const char *buf, size_t len)
 {
     size_t used = 0;
-    while (used < len && !s->req_pending && s->close == SMTP_OPEN &&
+    while (used < len && !s->req_pending && !s->turned && s->close == SMTP_OPEN &&
            reply_pending(&s->out) < SMTP_OUT_HIGH && !s->out.failed) {
         if (s->state == ST_DATA || s->state == ST_BDAT)
             used += txn_feed_data(s, buf + used, len - used);
@@ -472,6 +459,11 @@ void smtp_session_resume(struct smtp_session *s, const struct smtp_result *r)
     if (!s->req_pending)
         return;
     s->req_pending = false;
+    if (s->after == AFTER_TURN) {
+        s->after = AFTER_NONE;
+        turn_resume(s, r);
+        return;
+    }
     if (s->after == AFTER_STARTTLS || s->after == AFTER_AUTH) {
         enum smtp_after after = s->after;
         s->after = AFTER_NONE;
@@ -493,7 +485,7 @@ bool smtp_session_in_data(const struct smtp_session *s)
 
 void smtp_session_timeout(struct smtp_session *s)
 {
-    if (s->close != SMTP_OPEN)
+    if (s->close != SMTP_OPEN || s->turned) /* after TURN the peer is the server */
         return;
     session_rule(s, "timeout"); /* a command waiting for its final answer (DATA, AUTH) */
     session_reply(s, 421, "4.4.2", "%s Timeout exceeded, closing connection", s->env->hostname);
@@ -502,7 +494,7 @@ void smtp_session_timeout(struct smtp_session *s)
 
 void smtp_session_shutdown(struct smtp_session *s)
 {
-    if (s->close != SMTP_OPEN)
+    if (s->close != SMTP_OPEN || s->turned)
         return;
     session_rule(s, "shutdown");
     session_reply(s, 421, "4.3.2", "%s Service shutting down, closing connection",

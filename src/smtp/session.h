@@ -17,20 +17,24 @@
 enum smtp_disclose { SMTP_DISCLOSE_NONE, SMTP_DISCLOSE_AUTHENTICATED, SMTP_DISCLOSE_ALL };
 
 /* What the core tells env->event, for the audit log: the final answer to a command that matters
- * (HELO EHLO MAIL SEND SOML SAML RCPT DATA BDAT AUTH), or a limit that closed the session. The
- * strings are valid during the call only; arg came from the network (hostile, unterminated). */
+ * (HELO EHLO MAIL SEND SOML SAML RCPT DATA BDAT AUTH ETRN TURN), or a limit that closed the
+ * session. The strings are valid during the call only; arg came from the network (hostile,
+ * unterminated). */
 struct smtp_event {
     bool limit;       /* a limit, not a command: verb names it (bad_commands, junk_commands,
                          auth_failures) and text says what happened */
     const char *verb; /* "MAIL", ...: for BDAT only the last chunk's answer (or a refusal) */
     const char *arg;  /* HELO/EHLO: the name; MAIL/RCPT: the address (as parsed when it
                          parsed, else the whole argument); AUTH: the user named or proved;
-                         DATA/BDAT: the queue id once the message is open */
+                         DATA/BDAT: the queue id once the message is open; ETRN: the node as
+                         given ("example.com", "@example.com", "#queue"); TURN: the domains
+                         handed over ("a.example,b.example"), "" when refused */
     size_t arg_len;
     const char *mech; /* AUTH: the mechanism */
     int code;
     const char *enh;  /* "" without one */
-    const char *rule; /* what decided, a short name: "ok", "syntax", "sequence", "relay", ... */
+    const char *rule; /* what decided, a short name: "ok", "syntax", "sequence", "relay",
+                         "forward" (RCPT 251), "relay_domain", ... */
     const char *text; /* the reply text */
 };
 
@@ -61,6 +65,16 @@ struct smtp_env {
     bool (*storage_ok)(void *ctx);
     /* Is mailbox (user@domain) at or over its quota? NULL means never. */
     bool (*mailbox_full)(void *ctx, const char *mailbox);
+    /* Is domain (its ASCII letters lowercased) one tern holds and relays mail for, like a backup MX
+     * for a customer? Mail to it is taken from any client on any listener and queued (txn foreign);
+     * ETRN and TURN hand its queue over. NULL: there are none. */
+    bool (*relay_domain)(void *ctx, const char *domain);
+    /* ETRN (RFC 1985): start delivering the queue for node (a relay domain, lowercased; with
+     * subdomains, also the mail for any name under it). Returns the reply code: 250 started,
+     * 251 nothing waiting, 252/253 pending messages started, 458 cannot queue now, 459 not
+     * allowed; text (textlen bytes, zeroed) may say more, "" takes the RFC's words. NULL: ETRN
+     * is not offered. Never offered on the submission listener. */
+    int (*etrn)(void *ctx, const char *node, bool subdomains, char *text, size_t textlen);
     /* Told of every answer and limit that belongs in the audit log (struct smtp_event). NULL:
      * nobody listens. Must not call back into the session. */
     void (*event)(void *ctx, const struct smtp_event *ev);
@@ -82,7 +96,9 @@ struct smtp_txn {
     char first_rcpt[SMTP_PATH_MAX + 1];     /* for Received: "for <...>" when there is one */
     char (*mailboxes)[TABLES_ADDR_MAX + 1]; /* distinct local mailboxes, user@domain */
     size_t nmailboxes;
-    char (*foreign)[SMTP_PATH_MAX + 1]; /* recipients in other domains (authenticated only) */
+    /* For the outbound queue, each address once: an authenticated user's recipients in other
+     * domains, recipients in relay domains, and the forward addresses of forwarded users. */
+    char (*foreign)[SMTP_PATH_MAX + 1];
     size_t nforeign;
     char auth_user[TABLES_ADDR_MAX + 1]; /* who authenticated, "" if nobody */
 };
@@ -95,6 +111,11 @@ enum smtp_req_type {
     SMTP_REQ_STARTTLS,        /* send the pending 220, drop unread input, handshake; resume
                                  with ok and tls_info, or close the connection on failure */
     SMTP_REQ_AUTH,            /* one SASL step: see auth_* fields */
+    SMTP_REQ_TURN,            /* RFC 821 TURN: the 250 is pending; send it, then the connection
+                                 is the caller's: act as the client, deliver the queued mail
+                                 for turn_domains to the peer (its next bytes are its greeting,
+                                 left unread), then close. The core takes no more input; on
+                                 resume (ok or not) it only wants to close. */
 };
 
 struct smtp_request {
@@ -107,6 +128,10 @@ struct smtp_request {
     const char *mech;
     const char *auth_data;
     bool auth_cancel;
+    /* TURN: the relay domains the authenticated user is entitled to (lowercased); valid until
+     * the session is freed. NULL and 0 for every other request. */
+    const char *const *turn_domains;
+    size_t nturn;
 };
 
 /* The outcome of a request. On failure, code/enh/text is the reply to give (e.g. 451 4.3.0);
@@ -135,7 +160,8 @@ struct smtp_session *smtp_session_new(const struct smtp_env *env);
 void smtp_session_free(struct smtp_session *s);
 
 /* Consumes client bytes; returns how many it took. It stops early when a request is pending or
- * the session wants to close; the caller keeps the rest and feeds it again after resume. */
+ * the session wants to close; the caller keeps the rest and feeds it again after resume. After
+ * TURN it takes nothing more: what follows is the peer speaking as the server. */
 size_t smtp_session_feed(struct smtp_session *s, const char *buf, size_t len);
 
 /* Replies produced so far. */

@@ -1,6 +1,7 @@
 /* The session core's private state, shared by session.c (input, dispatch, simple commands),
- * txn.c (MAIL/RCPT/DATA/BDAT and the store requests), sendas.c (who may send as whom, Sender:)
- * and info.c (HELP/VRFY/EXPN). */
+ * txn.c (MAIL/RCPT/DATA/BDAT and the store requests), route.c (where a recipient goes: local
+ * mailboxes, forward addresses, relay domains), sendas.c (who may send as whom, Sender:),
+ * info.c (HELP/VRFY/EXPN) and turn.c (ETRN and TURN). */
 #ifndef TERN_SMTP_SESSION_PRIV_H
 #define TERN_SMTP_SESSION_PRIV_H
 
@@ -13,6 +14,7 @@
 #define SMTP_CHUNK 65536            /* message bytes handed to the store per APPEND */
 #define SMTP_OUT_HIGH 65536         /* stop taking input while this much output is unsent */
 #define SMTP_TXN_MAILBOXES_MAX 4096 /* mailbox entries (before dedup) in one transaction */
+#define SMTP_TXN_FOREIGN_MAX 4096   /* distinct queued addresses in one transaction */
 #define SMTP_SMALL_EXPANSION 8      /* mailboxes a lookup tries on the stack first */
 #define SMTP_SENDER_RESERVE 400     /* chunk room kept for a Sender: field while in the header */
 
@@ -37,6 +39,7 @@ enum smtp_after {
     AFTER_ABORT,      /* give the saved failure reply */
     AFTER_STARTTLS,   /* the handshake is done: start over */
     AFTER_AUTH,       /* 334, 235 or the failure */
+    AFTER_TURN,       /* the caller is done with the connection: close */
 };
 
 struct smtp_session {
@@ -94,6 +97,11 @@ struct smtp_session {
     size_t ev_arg_len;
     char ev_user[TABLES_ADDR_MAX + 1]; /* AUTH: who was named, even when it failed */
 
+    /* TURN: the roles are reversed; no more input is ours. The domains the request names. */
+    bool turned;
+    char turn_buf[TABLES_TURN_LEN];
+    const char *turn_ptrs[TABLES_TURN_MAX];
+
     size_t bad;
     size_t junk;
     struct smtp_stats stats;
@@ -126,6 +134,13 @@ void txn_reset(struct smtp_session *s);
 size_t txn_feed_data(struct smtp_session *s, const char *buf, size_t len);
 void txn_resume(struct smtp_session *s, const struct smtp_result *r);
 
+/* route.c */
+/* Routes the recipient path (address addr, as formatted) past the checks txn_rcpt makes, and
+ * gives the final answer to its RCPT. */
+void route_rcpt(struct smtp_session *s, const struct smtp_path *path, const char *addr);
+/* Is domain one env->relay_domain names? Any case; literals and over-long names never are. */
+bool route_relay_domain(const struct smtp_session *s, const char *domain);
+
 /* sendas.c */
 /* Resolves local@domain into small first (almost every address is one mailbox) and only when it
  * expands further into a heap buffer, returned in *big for the caller to free. *boxes points at
@@ -151,6 +166,11 @@ void auth_starttls(struct smtp_session *s, const char *arg, size_t len);
 void auth_command(struct smtp_session *s, const char *arg, size_t len);
 void auth_response(struct smtp_session *s, const char *line, size_t len);
 void auth_resume(struct smtp_session *s, enum smtp_after after, const struct smtp_result *r);
+
+/* turn.c */
+void turn_etrn(struct smtp_session *s, const char *arg, size_t len);
+void turn_command(struct smtp_session *s, const char *arg, size_t len);
+void turn_resume(struct smtp_session *s, const struct smtp_result *r);
 
 /* info.c */
 void info_help(struct smtp_session *s, const char *arg, size_t len);

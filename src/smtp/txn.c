@@ -1,6 +1,7 @@
-/* The mail transaction inside the session core: MAIL (and SEND/SOML/SAML), RCPT, DATA and BDAT,
- * the trace headers (Return-Path, Received), and the sequence of store requests
- * BEGIN -> APPEND* -> COMMIT | ABORT that makes a message durable before its 250. */
+/* The mail transaction inside the session core: MAIL (and SEND/SOML/SAML), RCPT (its syntax and
+ * routing tricks; route.c decides where it goes), DATA and BDAT, the trace headers (Return-Path,
+ * Received), and the sequence of store requests BEGIN -> APPEND* -> COMMIT | ABORT that makes a
+ * message durable before its 250. */
 #include "smtp/session_priv.h"
 
 #include <stdio.h>
@@ -182,54 +183,6 @@ void txn_mail(struct smtp_session *s, enum smtp_txn_kind kind, const char *arg, 
     session_reply(s, 250, "2.1.0", "Sender <%s> OK", s->txn.from);
 }
 
-/* Appends resolved mailboxes to the transaction; false when it would pass the bound. */
-static bool add_mailboxes(struct smtp_session *s, char (*m)[TABLES_ADDR_MAX + 1], size_t n)
-{
-    if (s->txn.nmailboxes + n > SMTP_TXN_MAILBOXES_MAX)
-        return false;
-    if (s->txn.nmailboxes + n > s->mailboxes_cap) {
-        size_t cap = s->mailboxes_cap ? s->mailboxes_cap : 4;
-        while (cap < s->txn.nmailboxes + n)
-            cap *= 2;
-        void *p = realloc(s->txn.mailboxes, cap * sizeof *s->txn.mailboxes);
-        if (!p)
-            return false;
-        s->txn.mailboxes = p;
-        s->mailboxes_cap = cap;
-    }
-    memcpy(s->txn.mailboxes + s->txn.nmailboxes, m, n * sizeof *m);
-    s->txn.nmailboxes += n;
-    return true;
-}
-
-/* Keeps a recipient in another domain for the outbound queue (authenticated senders only). */
-static bool add_foreign(struct smtp_session *s, const char *addr)
-{
-    if (s->txn.nforeign == s->foreign_cap) {
-        size_t cap = s->foreign_cap ? s->foreign_cap * 2 : 4;
-        void *p = realloc(s->txn.foreign, cap * sizeof *s->txn.foreign);
-        if (!p)
-            return false;
-        s->txn.foreign = p;
-        s->foreign_cap = cap;
-    }
-    snprintf(s->txn.foreign[s->txn.nforeign++], sizeof *s->txn.foreign, "%s", addr);
-    return true;
-}
-
-/* Resolves a recipient and adds its mailboxes to the transaction. */
-static enum tables_status resolve(struct smtp_session *s, const char *local, const char *domain,
-                                  char *fwd, size_t fwdlen, bool *added)
-{
-    char small[SMTP_SMALL_EXPANSION][TABLES_ADDR_MAX + 1];
-    char(*big)[TABLES_ADDR_MAX + 1], (*boxes)[TABLES_ADDR_MAX + 1];
-    size_t n = 0;
-    enum tables_status st = txn_lookup(s, local, domain, small, &big, &boxes, &n, fwd, fwdlen);
-    *added = st == TABLES_OK && add_mailboxes(s, boxes, n);
-    free(big);
-    return st;
-}
-
 void txn_rcpt(struct smtp_session *s, const char *arg, size_t len)
 {
     if (s->state != ST_MAIL) {
@@ -283,87 +236,13 @@ void txn_rcpt(struct smtp_session *s, const char *arg, size_t len)
                       addr);
         return;
     }
-    bool foreign = path.literal;
-    if (foreign && !(s->authenticated && s->env->submission)) {
+    if (path.literal && !(s->authenticated && s->env->submission)) {
         session_rule(s, "relay");
         session_reply(s, 550, "5.7.1", "<%s>: relaying denied: address literals are not local",
                       addr);
         return;
     }
-    char fwd[TABLES_ADDR_MAX + 1] = "";
-    bool added = false;
-    size_t before = s->txn.nmailboxes;
-    enum tables_status st = foreign ? TABLES_FOREIGN
-                                    : resolve(s, path.local, path.postmaster ? NULL : path.domain,
-                                              fwd, sizeof fwd, &added);
-    if (st == TABLES_FOREIGN && s->authenticated && s->env->submission &&
-        s->txn.kind == SMTP_TXN_MAIL) {
-        /* Promise 2: only an authenticated user relays, and only through submission (587, 465):
-         * the smtp listener never relays. The mail waits in the spool. */
-        if (!add_foreign(s, addr)) {
-            session_rule(s, "recipients");
-            session_reply(s, 452, "4.5.3", "Too many recipients, send the rest later");
-            return;
-        }
-        if (s->txn.nrcpts == 0)
-            snprintf(s->txn.first_rcpt, sizeof s->txn.first_rcpt, "%s", addr);
-        s->txn.nrcpts++;
-        session_rule(s, "relay_authenticated");
-        session_reply(s, 250, "2.1.5", "Recipient <%s> OK, queued for delivery", addr);
-        return;
-    }
-    switch (st) {
-    case TABLES_UNKNOWN:
-        session_rule(s, "unknown_user");
-        session_reply(s, 550, "5.1.1", "<%s>: no such user here", addr);
-        return;
-    case TABLES_MOVED:
-        session_rule(s, "moved");
-        session_reply(s, 551, "5.1.6", "User not local; please try <%s>", fwd);
-        return;
-    case TABLES_FOREIGN:
-        session_rule(s, "relay");
-        session_reply(s, 550, "5.7.1",
-                      "<%s>: relaying denied: this server takes mail only for its own domains",
-                      addr);
-        return;
-    case TABLES_TOO_MANY:
-        session_rule(s, "expansion");
-        session_reply(s, 452, "4.5.3", "<%s>: expands to too many mailboxes", addr);
-        return;
-    case TABLES_OK:
-        break;
-    }
-    if (!added) {
-        session_rule(s, "expansion");
-        session_reply(s, 452, "4.5.3", "Too many mailboxes in this message, send the rest later");
-        return;
-    }
-    for (size_t i = before; s->env->mailbox_full && i < s->txn.nmailboxes; i++)
-        if (s->env->mailbox_full(s->env->ctx, s->txn.mailboxes[i])) {
-            /* one full mailbox refuses the recipient: nothing is accepted and then lost */
-            /* which member of a list is full is not the sender's business */
-            session_rule(s, "quota");
-            session_reply(s, 552, "5.2.2", "<%s>: %s", addr,
-                          strcasecmp(addr, s->txn.mailboxes[i]) == 0
-                              ? "mailbox full"
-                              : "mailbox full (one of the mailboxes it reaches)");
-            s->txn.nmailboxes = before;
-            return;
-        }
-    if (s->txn.kind == SMTP_TXN_SEND) {
-        /* Terminal delivery does not exist yet: no user has a live terminal. */
-        s->txn.nmailboxes = before;
-        session_rule(s, "terminal");
-        session_reply(s, 450, "4.2.1", "<%s> is not accepting terminal messages", addr);
-        return;
-    }
-    if (s->txn.nrcpts == 0)
-        snprintf(s->txn.first_rcpt, sizeof s->txn.first_rcpt, "%s", addr);
-    s->txn.nrcpts++;
-    session_reply(s, 250, "2.1.5", "Recipient <%s> OK%s", addr,
-                  s->txn.kind == SMTP_TXN_MAIL ? ""
-                                               : ", will deliver to the mailbox (no terminal)");
+    route_rcpt(s, &path, addr);
 }
 
 static int cmp_mailbox(const void *a, const void *b)
@@ -648,6 +527,7 @@ void txn_resume(struct smtp_session *s, const struct smtp_result *r)
     case AFTER_NONE:
     case AFTER_STARTTLS: /* auth.c's */
     case AFTER_AUTH:
+    case AFTER_TURN: /* turn.c's */
         break;
     case AFTER_BEGIN_DATA:
     case AFTER_BEGIN_BDAT:

@@ -1,10 +1,13 @@
 /* libFuzzer harness for the SMTP session core: arbitrary client bytes, split at points the input
  * chooses, with a store that fails when the input says so. Every reply must be a well-formed
  * SMTP reply line, a request must never come twice without a resume, and nothing may crash or
- * leak. The tables hold a shared mailbox, so send-as, Sender: insertion and quotas are reached.
- * The audit hook is listened to: every field of every event is read and checked, and no AUTH
- * event may carry anything but the one user the fake SASL names (never the client's data). */
+ * leak. The tables hold a shared mailbox, so send-as, Sender: insertion and quotas are reached,
+ * and forwarded users (251), relay domains, an ETRN queue and a user entitled to TURN, whose
+ * request must name relay domains and after which no byte may be taken. The audit hook is
+ * listened to: every field of every event is read and checked, and no AUTH event may carry
+ * anything but the one user the fake SASL names (never the client's data). */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,8 +37,16 @@ static struct tables *make_tables(void)
     char err[512];
     struct tables *t = tables_new();
     tables_add_domain(t, "example.org", err, sizeof err);
-    struct tables_user u = {.addr = "alice@example.org", .name = "Alice"};
+    struct tables_user u = {
+        .addr = "alice@example.org", .name = "Alice", .turn = "customer.test,gone.test"};
     tables_add_user(t, &u, err, sizeof err);
+    struct tables_user f = {.addr = "fwd@example.org", .forward = "fwd@remote.test"};
+    tables_add_user(t, &f, err, sizeof err);
+    struct tables_user f2 = {.addr = "fwd2@example.org", .forward = "other@remote.test"};
+    tables_add_user(t, &f2, err, sizeof err);
+    const char *fwds[] = {"fwd", "fwd2", "alice"};
+    tables_add_alias(t, "fwds@example.org", fwds, 2, err, sizeof err);
+    tables_add_alias(t, "mixed@example.org", fwds + 1, 2, err, sizeof err);
     struct tables_user m = {.addr = "dave@example.org", .moved = "dave@elsewhere.test"};
     tables_add_user(t, &m, err, sizeof err);
     const char *pm[] = {"alice"};
@@ -45,6 +56,29 @@ static struct tables *make_tables(void)
     tables_add_shared(t, NULL, "sales@example.org", sales, 2, 0, err, sizeof err);
     tables_finish(t, err, sizeof err);
     return t;
+}
+
+/* Relay domains: two customers; "gone.test" is in alice's turn= but relayed no more. */
+static bool relay_domain(void *ctx, const char *domain)
+{
+    (void)ctx;
+    for (const char *p = domain; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            __builtin_trap(); /* the core hands domains over lowercased */
+    return strcmp(domain, "customer.test") == 0 || strcmp(domain, "relay.test") == 0;
+}
+
+/* The queue: any answer, sometimes with text holding control characters. */
+static int etrn(void *ctx, const char *node, bool subdomains, char *text, size_t textlen)
+{
+    (void)ctx;
+    if (!relay_domain(NULL, node) || textlen < 2 || text[0])
+        __builtin_trap(); /* only relay domains reach the queue, with a clean buffer */
+    static const int codes[] = {250, 251, 252, 253, 458, 459, 0, 550};
+    size_t k = (strlen(node) + (subdomains ? 3 : 0) + (full_flags >> 3)) % 8;
+    if (k & 1)
+        snprintf(text, textlen, "queue \r\n250 says %d", codes[k]);
+    return codes[k];
 }
 
 static bool in_list(const char *s, const char *const *list, size_t n)
@@ -75,8 +109,9 @@ static volatile size_t event_sink; /* keeps the reads of every field */
 
 static void on_event(void *ctx, const struct smtp_event *ev)
 {
-    static const char *const verbs[] = {"HELO", "EHLO", "MAIL", "SEND", "SOML",
-                                        "SAML", "RCPT", "DATA", "BDAT", "AUTH"};
+    static const char *const verbs[] = {"HELO", "EHLO", "MAIL", "SEND", "SOML", "SAML",
+                                        "RCPT", "DATA", "BDAT", "AUTH", "ETRN", "TURN"};
+    static const char *const ok_rules[] = {"ok", "relay_authenticated", "relay_domain", "forward"};
     static const char *const limits[] = {"bad_commands", "junk_commands", "auth_failures"};
     (void)ctx;
     if (!ev->verb || !ev->rule || !ev->enh || !ev->text || !ev->mech || (!ev->arg && ev->arg_len))
@@ -97,8 +132,14 @@ static void on_event(void *ctx, const struct smtp_event *ev)
     }
     if (!in_list(ev->verb, verbs, sizeof verbs / sizeof verbs[0]))
         __builtin_trap();
-    if (ev->code < 400 && strcmp(ev->rule, "ok") != 0 && strcmp(ev->rule, "relay_authenticated"))
+    if (ev->code < 400 && !in_list(ev->rule, ok_rules, sizeof ok_rules / sizeof ok_rules[0]))
         __builtin_trap();
+    if ((ev->code == 251) != (strcmp(ev->verb, "RCPT") == 0 && strcmp(ev->rule, "forward") == 0) &&
+        strcmp(ev->verb, "ETRN") != 0)
+        __builtin_trap(); /* 251 is RCPT's for a forwarded user, or ETRN's "nothing waiting" */
+    if (strcmp(ev->verb, "TURN") == 0 && ev->code == 250 &&
+        (ev->arg_len != 13 || memcmp(ev->arg, "customer.test", 13) != 0))
+        __builtin_trap(); /* alice's one relay domain, never gone.test */
     if (strcmp(ev->verb, "AUTH") == 0) {
         /* the fake SASL names alice on success and nobody on failure: anything else in arg came
          * from the client's AUTH data */
@@ -142,6 +183,17 @@ static void serve(struct smtp_session *s, uint8_t flags)
         if (++guard > 100000)
             __builtin_trap(); /* requests must not loop without consuming input */
         struct smtp_result r = {.ok = true};
+        if ((q->type == SMTP_REQ_TURN) != (q->turn_domains != NULL) ||
+            (q->type == SMTP_REQ_TURN) != (q->nturn != 0))
+            __builtin_trap();
+        if (q->type == SMTP_REQ_TURN) {
+            if (q->nturn != 1 || strcmp(q->turn_domains[0], "customer.test") != 0 ||
+                strcmp(smtp_session_auth_user(s), "alice@example.org") != 0)
+                __builtin_trap(); /* only an authenticated user, only its relay domains */
+            if (smtp_session_feed(s, "220 peer\r\n", 10) != 0)
+                __builtin_trap(); /* the connection is the caller's now */
+            r.ok = !(flags & 1);
+        }
         if (q->type == SMTP_REQ_STORE_APPEND && q->len > 65536)
             __builtin_trap();
         if (q->type == SMTP_REQ_STORE_BEGIN) {
@@ -207,6 +259,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .check_from = true,
         .sender_header = true,
         .mailbox_full = mailbox_full,
+        .relay_domain = relay_domain,
+        .etrn = (flags & 4) ? NULL : etrn,
         .event = on_event,
     };
     full_flags = flags;

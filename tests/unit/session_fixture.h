@@ -1,8 +1,9 @@
-/* The synchronous driver the session-core unit tests share (test_session.c, test_events.c,
+/* The synchronous driver the session-core unit tests share (test_session*.c, test_events.c,
  * test_sendas.c): collecting the core's replies, feeding input while performing the core's
- * requests, the code of the last reply line, and a PLAIN-only mechanism check. Each test keeps
- * its own fixture (tables, env, simulated store and SASL): those differ on purpose. Include after
- * cmocka.h and smtp/session.h: failures are cmocka assertions. */
+ * requests, the code of the last reply line, a PLAIN-only mechanism check, and a copy of an
+ * audit event. Each test keeps its own fixture (tables, env, simulated store and SASL): those
+ * differ on purpose. Include after cmocka.h and smtp/session.h: failures are cmocka
+ * assertions. */
 #ifndef TERN_TESTS_SESSION_FIXTURE_H
 #define TERN_TESTS_SESSION_FIXTURE_H
 
@@ -59,6 +60,40 @@ static inline bool sfx_mech_plain(void *ctx, const char *mech, size_t len)
 {
     (void)ctx;
     return len == 5 && strncasecmp(mech, "PLAIN", 5) == 0;
+}
+
+/* One event as the hook saw it, copied: the core's strings live only during the call. */
+struct sfx_event {
+    bool limit;
+    char verb[16], mech[32], enh[16], rule[32], text[600];
+    char arg[600];
+    size_t arg_len;
+    int code;
+};
+
+static inline void sfx_copy_str(char *dst, size_t cap, const char *src)
+{
+    assert_non_null(src);
+    assert_true(strlen(src) < cap);
+    strcpy(dst, src);
+}
+
+/* Copies ev into r, checking every string is there and fits. */
+static inline void sfx_record(struct sfx_event *r, const struct smtp_event *ev)
+{
+    r->limit = ev->limit;
+    r->code = ev->code;
+    sfx_copy_str(r->verb, sizeof r->verb, ev->verb);
+    sfx_copy_str(r->mech, sizeof r->mech, ev->mech);
+    sfx_copy_str(r->enh, sizeof r->enh, ev->enh);
+    sfx_copy_str(r->rule, sizeof r->rule, ev->rule);
+    sfx_copy_str(r->text, sizeof r->text, ev->text);
+    assert_true(ev->arg_len < sizeof r->arg);
+    assert_true(ev->arg_len == 0 || ev->arg);
+    if (ev->arg_len)
+        memcpy(r->arg, ev->arg, ev->arg_len);
+    r->arg[ev->arg_len] = '\0';
+    r->arg_len = ev->arg_len;
 }
 
 #endif

@@ -404,7 +404,7 @@ static void test_conf_errors_all_reported(void **state)
     assert_error(e, p, 19, "recipients = -1: not a number from 1 to 1000000; fix the value");
     assert_error(e, p, 20,
                  "command_timeout = 5x: not a number from 1 to 86400 seconds (suffixes "
-                 "s, m, h allowed); fix the value");
+                 "s, m, h, d allowed); fix the value");
     assert_error(e, p, 22,
                  "min_free_space = 1T: not a size; write a number of bytes with an "
                  "optional K, M or G suffix, like 25M");

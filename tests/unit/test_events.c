@@ -1,8 +1,8 @@
 /* Unit tests of the session core's audit hook (env.event, struct smtp_event): which commands
- * produce an event, exactly once and at their final reply, with which verb, argument, code,
- * enhanced code and rule; the limit events; that no AUTH secret ever reaches an event; that a
- * NULL hook changes nothing; and smtp_session_message_id after a message. The store and SASL are
- * simulated in memory, as in test_session.c. */
+ * produce an event (ETRN and TURN among them), exactly once and at their final reply, with which
+ * verb, argument, code, enhanced code and rule; the limit events; that no AUTH secret ever reaches
+ * an event; that a NULL hook changes nothing; and smtp_session_message_id after a message. The
+ * store and SASL are simulated in memory, as in test_session.c. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,15 +26,6 @@
 #define BAD_BLOB "AG1hbGxvcnlAZXhhbXBsZS5vcmcAaHVudGVyMi1ndWVzcw=="
 #define BAD_PASS "hunter2-guess"
 
-/* One event as the hook saw it, copied: the core's strings live only during the call. */
-struct rec {
-    bool limit;
-    char verb[16], mech[32], enh[16], rule[32], text[600];
-    char arg[600];
-    size_t arg_len;
-    int code;
-};
-
 #define MAX_EVENTS 256
 
 struct fixture {
@@ -45,36 +36,16 @@ struct fixture {
     size_t outlen;
     int begins, commits, aborts;
     bool fail_begin, fail_commit;
-    struct rec ev[MAX_EVENTS];
+    struct sfx_event ev[MAX_EVENTS];
     size_t nev;
     size_t mark; /* events before the step under test */
 };
-
-static void copy_str(char *dst, size_t cap, const char *src)
-{
-    assert_non_null(src);
-    assert_true(strlen(src) < cap);
-    strcpy(dst, src);
-}
 
 static void on_event(void *ctx, const struct smtp_event *ev)
 {
     struct fixture *f = ctx;
     assert_true(f->nev < MAX_EVENTS);
-    struct rec *r = &f->ev[f->nev++];
-    r->limit = ev->limit;
-    r->code = ev->code;
-    copy_str(r->verb, sizeof r->verb, ev->verb);
-    copy_str(r->mech, sizeof r->mech, ev->mech);
-    copy_str(r->enh, sizeof r->enh, ev->enh);
-    copy_str(r->rule, sizeof r->rule, ev->rule);
-    copy_str(r->text, sizeof r->text, ev->text);
-    assert_true(ev->arg_len < sizeof r->arg);
-    assert_true(ev->arg_len == 0 || ev->arg);
-    if (ev->arg_len)
-        memcpy(r->arg, ev->arg, ev->arg_len);
-    r->arg[ev->arg_len] = '\0';
-    r->arg_len = ev->arg_len;
+    sfx_record(&f->ev[f->nev++], ev);
 }
 
 static void add_user(struct tables *t, const char *addr, const char *name)
@@ -224,7 +195,7 @@ static void expect_ev(const struct fixture *f, size_t k, const char *verb, const
 {
     if (k >= nnew(f))
         fail_msg("line %d: no event %zu (%zu new)", line, k, nnew(f));
-    const struct rec *r = &f->ev[f->mark + k];
+    const struct sfx_event *r = &f->ev[f->mark + k];
     if (r->limit || strcmp(r->verb, verb) != 0 || strcmp(r->arg, arg) != 0 ||
         r->arg_len != strlen(arg) || r->code != code || strcmp(r->enh, enh) != 0 ||
         strcmp(r->rule, rule) != 0)
@@ -238,7 +209,7 @@ static void expect_limit(const struct fixture *f, size_t k, const char *what, in
 {
     if (k >= nnew(f))
         fail_msg("line %d: no event %zu (%zu new)", line, k, nnew(f));
-    const struct rec *r = &f->ev[f->mark + k];
+    const struct sfx_event *r = &f->ev[f->mark + k];
     if (!r->limit || strcmp(r->verb, what) != 0 || strcmp(r->rule, what) != 0 || r->code != 421 ||
         r->arg_len != 0 || r->text[0] == '\0' || strcmp(r->enh, "4.7.0") != 0)
         fail_msg("line %d: want limit %s, got %s%s %s %d", line, what, r->limit ? "limit " : "",
@@ -520,7 +491,7 @@ static void assert_nowhere(const struct fixture *f, const char *s)
 {
     assert_true(f->nev > 0); /* events to look in: an empty list proves nothing */
     for (size_t i = 0; i < f->nev; i++) {
-        const struct rec *r = &f->ev[i];
+        const struct sfx_event *r = &f->ev[i];
         const char *fields[] = {r->verb, r->arg, r->mech, r->enh, r->rule, r->text};
         for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++)
             if (strstr(fields[k], s))
@@ -653,9 +624,7 @@ static void test_untracked(void **state)
                            "EXPN team@example.org",
                            "HELP",
                            "HELP MAIL",
-                           "TURN",
                            "STARTTLS",
-                           "ETRN x",
                            "BOGUS",
                            "RSET",
                            "QUIT"};
@@ -677,6 +646,23 @@ static void test_untracked(void **state)
     NEW_EVENTS(f, 0);
     assert_int_equal(send_text(f, "MAIL\0 FROM:<a@b.example>\r\n", 26), 500);
     NEW_EVENTS(f, 0);
+    fx_free(f);
+}
+
+/* ETRN and TURN are answers the audit log hears (test_session_queue.c has them entitled). */
+static void test_etrn_turn(void **state)
+{
+    (void)state;
+    struct fixture *f = fx_ehlo();
+    assert_int_equal(cmd(f, "ETRN @Example.COM"), 502); /* no queue to start on this listener */
+    NEW_EVENTS(f, 1);
+    EV(f, 0, "ETRN", "@Example.COM", 502, "5.5.1", "not_available");
+    assert_int_equal(cmd(f, "TURN"), 502);
+    NEW_EVENTS(f, 1);
+    EV(f, 0, "TURN", "", 502, "5.7.0", "auth_required");
+    assert_int_equal(cmd(f, "TURN now"), 501);
+    NEW_EVENTS(f, 1);
+    EV(f, 0, "TURN", "", 501, "5.5.4", "syntax");
     fx_free(f);
 }
 
@@ -776,6 +762,7 @@ int main(void)
         cmocka_unit_test(test_bdat),        cmocka_unit_test(test_auth),
         cmocka_unit_test(test_limits),      cmocka_unit_test(test_untracked),
         cmocka_unit_test(test_no_listener), cmocka_unit_test(test_message_id),
+        cmocka_unit_test(test_etrn_turn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -161,6 +161,7 @@ static void serve(struct fixture *f)
             f->aborts++;
             break;
         case SMTP_REQ_STARTTLS:
+        case SMTP_REQ_TURN: /* never asked for here */
             break;
         case SMTP_REQ_AUTH:
             fake_auth(f, q, &r);

@@ -122,6 +122,8 @@ static void serve(struct fixture *f)
         case SMTP_REQ_STORE_ABORT:
             f->aborts++;
             break;
+        case SMTP_REQ_TURN: /* test_session_queue.c's */
+            break;
         case SMTP_REQ_STARTTLS:
             f->starttls++;
             snprintf(r.tls_info, sizeof r.tls_info, "TLSv1.3 with cipher TEST");
@@ -224,7 +226,8 @@ static const struct {
     {"SEND FROM:<a@b.test>", {503, 250, 503, 503, 503}},
     {"SOML FROM:<a@b.test>", {503, 250, 503, 503, 503}},
     {"SAML FROM:<a@b.test>", {503, 250, 503, 503, 503}},
-    {"TURN", {502, 502, 502, 502, 503}},
+    {"TURN", {502, 502, 502, 502, 503}},             /* nobody has authenticated */
+    {"ETRN example.com", {502, 502, 502, 502, 503}}, /* no queue to start here */
     {"STARTTLS", {454, 454, 503, 503, 503}}, /* no certificate; never inside a transaction */
     {"BOGUS", {500, 500, 500, 500, 503}},
     {"QUIT", {221, 221, 221, 221, 221}},

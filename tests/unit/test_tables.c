@@ -1,5 +1,6 @@
-/* Unit tests for src/policy/tables.c: recipient resolution (users, aliases, nesting, bare
- * aliases, postmaster, moved users, limits), VRFY, EXPN, and what tables_finish refuses. */
+/* Unit tests for src/policy/tables*.c: resolution (users, aliases, nesting, bare aliases,
+ * postmaster, moved and forwarded users, limits), VRFY, EXPN, turn= lists, what the tables refuse,
+ * and the users file's forward= and turn= as conf_load_users reads them (errors at file:line). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +11,10 @@
 
 #include <cmocka.h>
 
+#include "conf/config.h"
 #include "policy/tables.h"
+
+#include "testfs.h"
 
 static char mb[TABLES_MAX_EXPANSION + 1][TABLES_ADDR_MAX + 1];
 
@@ -621,6 +625,147 @@ static void test_shared_errors(void **state)
     tables_free(t);
 }
 
+/* A user with forward= and turn=, as tests and conf/ add one. */
+static int add_fwd(struct tables *t, const char *addr, const char *fwd, const char *moved,
+                   const char *turn, char *err, size_t n)
+{
+    struct tables_user u;
+    memset(&u, 0, sizeof(u));
+    snprintf(u.addr, sizeof(u.addr), "%s", addr);
+    snprintf(u.forward, sizeof(u.forward), "%s", fwd);
+    snprintf(u.moved, sizeof(u.moved), "%s", moved);
+    snprintf(u.turn, sizeof(u.turn), "%s", turn);
+    return tables_add_user(t, &u, err, n);
+}
+
+static void test_forward(void **state)
+{
+    (void)state;
+    struct tables *t = two_domains();
+    char err[512] = "", fwd[TABLES_ADDR_MAX + 1];
+    add_user(t, "alice@example.org", "", "");
+    assert_int_equal(add_fwd(t, "f1@example.org", "F1@Remote.TEST", "", "", err, sizeof(err)), 0);
+    assert_int_equal(add_fwd(t, "f2@example.org", "f2@remote.test", "", "", err, sizeof(err)), 0);
+    add_alias(t, "postmaster", "f1"); /* a forwarded postmaster reaches someone */
+    add_alias(t, "fwds", "f2", "f1");
+    add_alias(t, "mix", "f1", "alice");
+    assert_int_equal(add_shared(t, "team@example.org", 0, err, sizeof(err), "f1", NULL), 0);
+    assert_int_equal(tables_finish(t, err, sizeof(err)), 0);
+    size_t n = 0;
+    assert_int_equal(tables_resolve(t, "F1", "example.org", mb, 8, &n, fwd, sizeof(fwd)),
+                     TABLES_FORWARD);
+    assert_int_equal(n, 1); /* the user reached: its mail goes to the forward address */
+    assert_string_equal(mb[0], "f1@example.org");
+    assert_string_equal(fwd, "F1@remote.test"); /* the local part is the remote's: as written */
+    assert_string_equal(tables_user(t, "f1@example.org")->forward, "F1@remote.test");
+    assert_int_equal(tables_resolve(t, "fwds", "example.org", mb, 8, &n, fwd, sizeof(fwd)),
+                     TABLES_FORWARD);
+    assert_int_equal(n, 2);
+    assert_string_equal(fwd, "f2@remote.test"); /* the first one reached */
+    assert_int_equal(tables_resolve(t, "mix", "example.org", mb, 8, &n, fwd, sizeof(fwd)),
+                     TABLES_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(mb[0], "f1@example.org");
+    assert_string_equal(mb[1], "alice@example.org");
+    assert_int_equal(resolve(t, "f1", "example.org", 0, &n), TABLES_TOO_MANY);
+    assert_true(tables_is_member(t, "team@example.org", "f1@example.org")); /* still a person */
+
+    /* what tables_add_user refuses */
+    static const struct {
+        const char *fwd, *moved, *turn, *err;
+    } bad[] = {
+        {"x@remote.test", "y@remote.test", "", "user g@example.org has both moved= and forward="},
+        {"nope", "", "",
+         "user g@example.org: forward=nope is not an address; write "
+         "forward=user@domain"},
+        {"Alice@Example.NET", "", "",
+         "user g@example.org: forward=alice@example.net is in a "
+         "local domain; forward= sends mail to other domains"},
+        {"", "", "a.test,Example.org",
+         "user g@example.org: turn=a.test,example.org names "
+         "example.org, a local domain"},
+        {"", "", "a.test,,b.test",
+         "user g@example.org: turn=a.test,,b.test holds '', which is "
+         "not a domain"},
+        {"", "", "a.test,x@b.test", "holds 'x@b.test', which is not a domain"},
+        {"", "", "a.test,A.TEST", "user g@example.org: turn= names a.test twice; remove one"},
+        {"", "", "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q", "turn= lists more than 16 domains"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(
+            add_fwd(t, "g@example.org", bad[i].fwd, bad[i].moved, bad[i].turn, err, sizeof(err)),
+            -1);
+        if (!strstr(err, bad[i].err))
+            fail_msg("case %zu: want \"%s\" in \"%s\"", i, bad[i].err, err);
+    }
+    assert_null(tables_user(t, "g@example.org"));
+    tables_free(t);
+}
+
+static void test_turn_domains(void **state)
+{
+    (void)state;
+    struct tables *t = two_domains();
+    char err[512] = "", buf[TABLES_TURN_LEN];
+    assert_int_equal(add_fwd(t, "a@example.org", "", "", "One.TEST,two.test", err, sizeof(err)), 0);
+    const struct tables_user *u = tables_user(t, "a@example.org");
+    assert_string_equal(u->turn, "one.test,two.test");
+    const char *d[TABLES_TURN_MAX];
+    assert_int_equal(tables_turn_domains(u, buf, sizeof(buf), d, TABLES_TURN_MAX), 2);
+    assert_string_equal(d[0], "one.test");
+    assert_string_equal(d[1], "two.test");
+    assert_int_equal(tables_turn_domains(u, buf, sizeof(buf), d, 1), 1);
+    assert_int_equal(tables_turn_domains(u, buf, 5, d, TABLES_TURN_MAX), 0); /* no room */
+    assert_int_equal(tables_turn_domains(NULL, buf, sizeof(buf), d, TABLES_TURN_MAX), 0);
+    add_user(t, "b@example.org", "", ""); /* no turn= */
+    u = tables_user(t, "b@example.org");
+    assert_int_equal(tables_turn_domains(u, buf, sizeof(buf), d, 4), 0);
+    tables_free(t);
+}
+
+/* The users file: forward= and turn= read, bad values refused at their file:line. */
+static void test_users_file_fields(void **state)
+{
+    (void)state;
+    char dir[64], path[128], buf[4096];
+    testfs_make_dir(dir, sizeof(dir), "/tmp/tern-test-tables.XXXXXX", "users",
+                    "a@example.org:::::::forward=A@Remote.test turn=c.test,D.test\n"
+                    "b@example.org:::::::forward=nope\n"
+                    "c@example.org:::::::forward=x@remote.test moved=y@remote.test\n"
+                    "d@example.org:::::::turn=c.test,bad..name\n"
+                    "e@example.org:::::::turn=c.test,\n"
+                    "f@example.org:::::::turn=example.net\n"
+                    "g@example.org:::::::forward=g@example.org\n",
+                    NULL);
+    testfs_path(path, sizeof(path), dir, "users");
+    struct tables *t = two_domains();
+    struct conf_errors e = {.buf = buf, .cap = sizeof(buf)};
+    assert_int_equal(conf_load_users(t, path, &e), 6);
+    const struct tables_user *u = tables_user(t, "a@example.org");
+    assert_non_null(u);
+    assert_string_equal(u->forward, "A@remote.test");
+    assert_string_equal(u->turn, "c.test,d.test");
+    assert_int_equal(tables_nusers(t), 1);
+    static const char *const want[] = {
+        ":2: forward=nope for b@example.org is not an address: it has no @domain; write "
+        "forward=user@domain\n",
+        ":3: user c@example.org has both moved= and forward=",
+        ":4: turn=c.test,bad..name for d@example.org: 'bad..name' is not a domain name like "
+        "example.org; write turn=domain1,domain2\n",
+        ":5: turn=c.test, for e@example.org has an empty domain name",
+        ":6: user f@example.org: turn=example.net names example.net, a local domain",
+        ":7: user g@example.org: forward=g@example.org is in a local domain",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        char line[512];
+        snprintf(line, sizeof(line), "%s%s", path, want[i]);
+        if (!strstr(buf, line))
+            fail_msg("missing \"%s\" in:\n%s", line, buf);
+    }
+    tables_free(t);
+    testfs_rm_tree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -646,6 +791,9 @@ int main(void)
         cmocka_unit_test(test_catchall),
         cmocka_unit_test(test_shared),
         cmocka_unit_test(test_shared_errors),
+        cmocka_unit_test(test_forward),
+        cmocka_unit_test(test_turn_domains),
+        cmocka_unit_test(test_users_file_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
