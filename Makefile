@@ -146,6 +146,7 @@ bench: deps
 	@bench/shared.sh
 	@bench/audit.sh
 	@bench/client.sh
+	@bench/relay.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -14,6 +14,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import os
 import smtplib
 import time
 
@@ -29,7 +30,7 @@ USERS = [
 ]
 
 
-def start(factory, routes: dict[str, int], extra=None, users=USERS, files=None):
+def start(factory, routes: dict[str, int], extra=None, users=USERS, files=None, chmod=None):
     """A ternd that delivers outbound mail: routes {domain with '_' for '.': port on
     127.0.0.1}; files {name: text} written into its data dir first (ternd reads them after
     it drops privileges)."""
@@ -44,6 +45,8 @@ def start(factory, routes: dict[str, int], extra=None, users=USERS, files=None):
         t.sections["relay"]["route"] = "\nroute = ".join(
             f"{dom.replace('_', '.')} [127.0.0.1]:{port}" for dom, port in routes.items())
     t.write_files()
+    for name, mode in (chmod or {}).items():
+        os.chmod(t.data_dir / name, mode)
     t.start()
     return t
 
@@ -390,3 +393,51 @@ def test_delay_notice_once_then_delivery(ternd_factory):
     assert len(t.mailbox("alice@example.org")) == 1  # one notice, no bounce
     kinds = [r["kind"] for r in audit_records(t, "bounce")]
     assert kinds == ["delayed"], kinds
+
+
+def test_null_sender_failure_is_never_reported(ternd_factory):
+    """RFC 5321 4.5.5: a message from <> that fails for good is dropped after the attempt,
+    with a relay record saying so, and no report is made."""
+    port = free_port()
+
+    def answer(verb, arg, sink):
+        return "550 5.1.1 no such user" if verb == "RCPT" else None
+
+    with Sink(port, answer) as sink:
+        t = start(ternd_factory, {"dest_test": port}, extra={"relay.domains": "dest.test"})
+        msgid, msg = make_message(frm="", to="nobody@dest.test")
+        with smtplib.SMTP("127.0.0.1", t.smtp_port, timeout=20) as s:
+            assert s.sendmail("", ["nobody@dest.test"], msg) == {}
+        wait_for(lambda: sink.count("RCPT") >= 1, what="the attempt")
+        wait_for(lambda: not spool_ids(t), what="the spool to empty")
+        failed = [r for r in audit_records(t, "relay") if r["result"] == "failed"]
+        assert len(failed) == 1 and failed[0]["code"] == 550, failed
+        assert audit_records(t, "bounce") == []
+        assert t.mailbox("alice@example.org") == []
+
+
+def test_relayhost_with_tls_and_auth(ternd_factory):
+    """relayhost = [127.0.0.1]:PORT of a second ternd's submission listener, relayhost_tls =
+    encrypt, relayhost_auth = a 0600 file: the mail goes there over STARTTLS, authenticated
+    as alice (the smarthost of the same domain knows her too), and waits in that ternd's queue
+    as hers (its own relay is deferred)."""
+    dest = ternd_factory(users=[("alice@example.org", "Alice", "", crypt_hash(PW))],
+                         aliases=["postmaster: alice@example.org"], tls=True,
+                         config={"server.domains": "example.org"})
+    t = start(ternd_factory, {}, extra={
+        "server.domains": "example.org",
+        "relay.relayhost": f"[127.0.0.1]:{dest.submission_port}",
+        "relay.relayhost_tls": "encrypt", "relay.relayhost_auth": "relayhost.auth"},
+        files={"relayhost.auth": f"alice@example.org {PW}\n"}, chmod={"relayhost.auth": 0o600})
+    msgid, msg = submit(t, ["someone@far.test"])
+    wait_for(lambda: not spool_ids(t), what="the spool to empty")
+    ids = wait_for(lambda: spool_ids(dest), what="the entry at the relayhost")
+    env = json.loads((dest.data_dir / "spool" / "queue" / f"{next(iter(ids))}.env").read_text())
+    assert env["auth_user"] == "alice@example.org", env
+    assert env["from"] == "alice@example.org", env
+    assert [r if isinstance(r, str) else r.get("addr") for r in env["rcpts"]] == \
+        ["someone@far.test"], env
+    stored = (dest.data_dir / "spool" / "queue" / f"{next(iter(ids))}.msg").read_bytes()
+    assert stored.endswith(msg)
+    sent = [r for r in audit_records(t, "relay") if r["result"] == "sent"]
+    assert len(sent) == 1 and sent[0]["tls"].startswith("TLSv1."), sent
