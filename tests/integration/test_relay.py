@@ -441,3 +441,25 @@ def test_relayhost_with_tls_and_auth(ternd_factory):
     assert stored.endswith(msg)
     sent = [r for r in audit_records(t, "relay") if r["result"] == "sent"]
     assert len(sent) == 1 and sent[0]["tls"].startswith("TLSv1."), sent
+
+
+def test_one_connection_carries_the_destinations_messages(ternd_factory):
+    """Five messages queued while [relay] defer = yes; after a reload with defer = no and
+    concurrency 1, they all go over one connection (MAIL five times, one greeting)."""
+    port = free_port()
+    with Sink(port) as sink:
+        t = start(ternd_factory, {"dest_test": port},
+                  extra={"relay.defer": "yes", "relay.concurrency": "1"})
+        sent = [submit(t, [f"r{i}@dest.test"], subject=f"batch {i}")[1] for i in range(5)]
+        wait_for(lambda: len(spool_ids(t)) == 5, what="five entries")
+        time.sleep(0.5)
+        assert sink.connections == 0
+        t.sections["relay"]["defer"] = "no"
+        t.write_files()
+        t.reload()
+        txns = sink.wait_txns(5)
+        assert len(txns) == 5, txns
+        assert sorted(body_after_trace(x.data) for x in txns) == sorted(sent)
+        assert sink.connections == 1, sink.connections
+        assert sink.count("MAIL") == 5
+        wait_for(lambda: not spool_ids(t), what="the spool to empty")
