@@ -358,8 +358,14 @@ int acli_show(struct acli *o)
 /* ---- trace --------------------------------------------------------------------------------- */
 
 /* One session found by trace, printed into memory while the files are read, then in turn. */
+#define FOLLOW_MAX 4
+
 struct block {
     json_t *msg; /* the first message record that matched, for the title */
+    /* the spool ids whose delivery belongs to the story: the message's own queued copy, then
+     * the reports about it (relay and bounce records name them) */
+    char follow[FOLLOW_MAX][96];
+    size_t nfollow;
     char *text;
     size_t size;
     FILE *mem;
@@ -389,6 +395,14 @@ static int new_block(struct trace *t, const struct audit_record *rec, const char
     if (!(b->mem = open_memstream(&b->text, &b->size)))
         return EX_OSERR;
     b->msg = json_incref(rec->obj);
+    const char *q = json_string_value(json_object_get(rec->obj, "queued"));
+    static const char prefix[] = "spool/queue/";
+    if (q && strncmp(q, prefix, sizeof prefix - 1) == 0) {
+        size_t n = strcspn(q + sizeof prefix - 1, ".");
+        if (n > 0 && n < sizeof b->follow[0])
+            snprintf(b->follow[b->nfollow++], sizeof b->follow[0], "%.*s", (int)n,
+                     q + sizeof prefix - 1);
+    }
     if (inst && json_object_setn_new_nocheck(t->index, inst, ilen,
                                              json_integer((json_int_t)t->nblocks)) != 0) {
         fclose(b->mem);
@@ -423,10 +437,32 @@ static void put_line(const struct trace *t, FILE *out, const struct audit_record
     }
 }
 
-/* Second pass: every record of those sessions into its block. */
+/* The block whose queued copy (or report) a relay or bounce record is about, or NULL. */
+static struct block *followed(const struct trace *t, const struct audit_record *rec)
+{
+    if (strcmp(rec->event, "relay") != 0 && strcmp(rec->event, "bounce") != 0)
+        return NULL;
+    const char *id = json_string_value(json_object_get(rec->obj, "id"));
+    for (size_t k = 0; id && k < t->nblocks; k++)
+        for (size_t f = 0; f < t->blocks[k].nfollow; f++)
+            if (strcmp(t->blocks[k].follow[f], id) == 0)
+                return &t->blocks[k];
+    return NULL;
+}
+
+/* Second pass: every record of those sessions into its block, and then what became of the
+ * queued copy: its delivery attempts and the reports sent about it. */
 static int fill_blocks(void *arg, const struct audit_record *rec, const char *line, size_t len)
 {
     struct trace *t = arg;
+    struct block *fb = followed(t, rec);
+    if (fb) {
+        const char *report = json_string_value(json_object_get(rec->obj, "report"));
+        if (report && fb->nfollow < FOLLOW_MAX && strlen(report) < sizeof fb->follow[0])
+            snprintf(fb->follow[fb->nfollow++], sizeof fb->follow[0], "%s", report);
+        put_line(t, fb->mem, rec, line, len, true);
+        return 0;
+    }
     const char *inst = track(&t->s, rec);
     bool traced = strcmp(rec->event, "message") == 0 && (who_direct(t->o, rec) & W_MSGID);
     json_t *i = inst ? json_object_getn(t->index, inst, t->s.inst_len) : NULL;

@@ -16,12 +16,13 @@ import email.policy
 import json
 import os
 import smtplib
+import subprocess
 import time
 
 import pytest
 
 from sink_it import Sink
-from tern_it import crypt_hash, free_port, make_message
+from tern_it import crypt_hash, free_port, make_message, tern_binary
 
 PW = "relay-test-pw"
 USERS = [
@@ -168,6 +169,16 @@ def test_550_bounces_to_the_sender_as_a_dsn(ternd_factory):
         wait_for(lambda: not spool_ids(t), what="the spool to empty")
         kinds = [(r["kind"], r["to"]) for r in audit_records(t, "bounce")]
         assert kinds == [("failed", "alice@example.org")], kinds
+        # tern audit trace tells the whole story: the session, the attempt, the bounce, and the
+        # bounce's own delivery into alice's Maildir
+        p = subprocess.run([str(tern_binary()), "audit", "trace", "--json", "-c",
+                            str(t.conf_path), msgid], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        events = [json.loads(line)["event"] for line in p.stdout.splitlines()]
+        assert events[:1] == ["connect"] and "message" in events, events
+        tail = events[events.index("message") + 1:]
+        assert [e for e in tail if e in ("relay", "bounce")] == \
+            ["relay", "relay", "bounce", "relay"], events
 
 
 def test_down_destination_is_retried_until_it_comes_up(ternd_factory):
