@@ -5,6 +5,7 @@
  * queue/ (the .env last: its presence is what makes an entry complete) and queue/ fsync'd. A
  * failure part-way removes whatever reached queue/. Also reads the queue back, oldest first. */
 #include "store/spool.h"
+#include "store/spool_priv.h"
 
 #include "util/fsutil.h"
 #include "util/err.h"
@@ -27,10 +28,6 @@
 #define ENV_VERSION 1
 #define ID_MAX (sizeof(((struct spool_entry *)0)->id))
 #define ADDR_MAX 320 /* spool_entry's address fields, NUL included: 319 bytes of address */
-#define RCPTS_MAX 1000
-/* The largest envelope we write is 1000 recipients of 319 bytes, each byte escaped as \u00XX:
- * under 2 MB. Anything much bigger in queue/ is not ours and is not read into memory. */
-#define ENV_FILE_MAX (4u << 20)
 #define OPEN_ATTEMPTS 8
 
 struct spool_msg {
@@ -239,9 +236,9 @@ struct spool_msg *spool_begin(const char *data_dir, const char *from, const char
         err_set(err, errlen, "spool: a message without recipients cannot be queued");
         return NULL;
     }
-    if (nrcpts > RCPTS_MAX) {
+    if (nrcpts > SPOOL_RCPTS_MAX) {
         err_set(err, errlen, "spool: %zu recipients, but an envelope holds %d; split them", nrcpts,
-                RCPTS_MAX);
+                SPOOL_RCPTS_MAX);
         return NULL;
     }
     /* Longest path: DATA_DIR/spool/queue/ID.msg with the longest id. */
@@ -583,8 +580,7 @@ static int get_uint(json_t *obj, const char *key, json_int_t *out)
     return 0;
 }
 
-/* Fills e from a parsed envelope whose file is STEM.env; -1 if anything is off. */
-static int parse_env(json_t *root, const char *stem, struct spool_entry *e)
+int spool_parse_env(json_t *root, const char *stem, struct spool_entry *e)
 {
     json_int_t version, queued, size;
     if (!json_is_object(root) || get_uint(root, "version", &version) != 0 || version != ENV_VERSION)
@@ -600,7 +596,7 @@ static int parse_env(json_t *root, const char *stem, struct spool_entry *e)
     e->size = (uint64_t)size;
     json_t *rcpts = json_object_get(root, "rcpts");
     size_t n = json_array_size(rcpts);
-    if (!json_is_array(rcpts) || n == 0 || n > RCPTS_MAX)
+    if (!json_is_array(rcpts) || n == 0 || n > SPOOL_RCPTS_MAX)
         return -1;
     if (!(e->rcpts = calloc(n, sizeof(*e->rcpts))))
         return -1;
@@ -627,7 +623,7 @@ static int load_entry(int dfd, const char *name, const char *stem, struct spool_
     char *buf = NULL;
     json_t *root = NULL;
     int rc = -1;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)ENV_FILE_MAX)
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)SPOOL_ENV_FILE_MAX)
         goto done;
     size_t len = (size_t)st.st_size;
     if (!(buf = malloc(len + 1)))
@@ -644,7 +640,7 @@ static int load_entry(int dfd, const char *name, const char *stem, struct spool_
     json_error_t jerr;
     if (!(root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr)))
         goto done;
-    if (parse_env(root, stem, e) != 0)
+    if (spool_parse_env(root, stem, e) != 0)
         goto done;
     char msg[ID_MAX + 8];
     snprintf(msg, sizeof(msg), "%s.msg", stem);
@@ -683,8 +679,7 @@ static int cmp_id(const char *a, const char *b)
     return strcmp(a, b);
 }
 
-/* Oldest first: by queued time, then by id (seconds, microseconds, pid, counter). */
-static int cmp_entry(const void *pa, const void *pb)
+int spool_cmp_entry(const void *pa, const void *pb)
 {
     const struct spool_entry *a = pa, *b = pb;
     if (a->queued != b->queued)
@@ -764,7 +759,7 @@ int spool_list(const char *data_dir, int (*fn)(void *ctx, const struct spool_ent
     if (rc != 0)
         return -1;
     if (n > 1) /* v may be NULL when n is 0, which qsort does not accept */
-        qsort(v, n, sizeof(*v), cmp_entry);
+        qsort(v, n, sizeof(*v), spool_cmp_entry);
     /* fn returns non-zero to stop early; the count is of the entries it was given. */
     int listed = 0;
     for (size_t i = 0; i < n; i++) {

@@ -21,9 +21,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define ENV_VERSION 1
-#define ENV_FILE_MAX (4u << 20) /* as spool.c: far above the largest envelope it writes */
-
 /* Writes "spool: WHAT PATH: strerror" (and a hint) into err. */
 static void set_errno(char *err, size_t errlen, const char *what, const char *path, int errnum)
 {
@@ -157,63 +154,6 @@ int spool_give_back(int fd, const char *data_dir, const char *path, char *err, s
 
 /* ---- reading entries ------------------------------------------------------------------------ */
 
-/* Copies the string at key into out; -1 when missing, not a string, too long or holding a NUL. */
-static int get_string(json_t *obj, const char *key, char *out, size_t outlen)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!json_is_string(v))
-        return -1;
-    const char *s = json_string_value(v);
-    size_t len = json_string_length(v);
-    if (len >= outlen || strlen(s) != len)
-        return -1;
-    memcpy(out, s, len + 1);
-    return 0;
-}
-
-/* A non-negative integer at key, or -1. */
-static int get_uint(json_t *obj, const char *key, json_int_t *out)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
-        return -1;
-    *out = json_integer_value(v);
-    return 0;
-}
-
-/* Fills e from the envelope of id, as spool.c's reader does; -1 if anything is off. */
-static int parse_env(json_t *root, const char *id, struct spool_entry *e)
-{
-    json_int_t version, queued, size;
-    if (!json_is_object(root) || get_uint(root, "version", &version) != 0 || version != ENV_VERSION)
-        return -1;
-    /* The id inside must be the file's own: a copied or renamed envelope is not an entry. */
-    if (get_string(root, "id", e->id, sizeof(e->id)) != 0 || strcmp(e->id, id) != 0)
-        return -1;
-    if (get_string(root, "from", e->from, sizeof(e->from)) != 0 ||
-        get_string(root, "auth_user", e->auth_user, sizeof(e->auth_user)) != 0 ||
-        get_uint(root, "queued", &queued) != 0 || get_uint(root, "size", &size) != 0)
-        return -1;
-    e->queued = (time_t)queued;
-    e->size = (uint64_t)size;
-    json_t *rcpts = json_object_get(root, "rcpts");
-    size_t n = json_array_size(rcpts);
-    if (!json_is_array(rcpts) || n == 0 || n > SPOOL_RCPTS_MAX)
-        return -1;
-    if (!(e->rcpts = calloc(n, sizeof(*e->rcpts))))
-        return -1;
-    e->nrcpts = n;
-    for (size_t i = 0; i < n; i++) {
-        json_t *r = json_array_get(rcpts, i);
-        const char *s = json_string_value(r);
-        size_t len = json_string_length(r);
-        if (!s || len >= sizeof(e->rcpts[i]) || strlen(s) != len)
-            return -1;
-        memcpy(e->rcpts[i], s, len + 1);
-    }
-    return 0;
-}
-
 /* Reads the complete entry id of SUB/ into e. */
 static int load_entry(const char *data_dir, const char *sub, const char *id, struct spool_entry *e,
                       char *err, size_t errlen)
@@ -224,7 +164,7 @@ static int load_entry(const char *data_dir, const char *sub, const char *id, str
         return -1;
     char *buf;
     size_t len;
-    if (spool_read_file(path, ENV_FILE_MAX, &buf, &len, err, errlen) != 0) {
+    if (spool_read_file(path, SPOOL_ENV_FILE_MAX, &buf, &len, err, errlen) != 0) {
         if (errno == ENOENT)
             err_set(err, errlen, "spool: no entry %s in %s/", id, sub);
         return -1;
@@ -232,7 +172,7 @@ static int load_entry(const char *data_dir, const char *sub, const char *id, str
     json_error_t jerr;
     json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     free(buf);
-    int rc = root ? parse_env(root, id, e) : -1;
+    int rc = root ? spool_parse_env(root, id, e) : -1;
     json_decref(root);
     if (rc != 0) {
         free(e->rcpts);
@@ -267,35 +207,6 @@ int spool_entry_load(const char *data_dir, const char *id, bool held, struct spo
     if (!spool_id_valid(id))
         return bad_id(err, errlen);
     return load_entry(data_dir, held ? "hold" : "queue", id, e, err, errlen);
-}
-
-/* Orders ids field by field ('-'-separated), each as a number, as spool.c does. */
-static int cmp_id(const char *a, const char *b)
-{
-    while (*a && *b) {
-        size_t la = strcspn(a, "-"), lb = strcspn(b, "-");
-        if (la != lb)
-            return la < lb ? -1 : 1;
-        int c = strncmp(a, b, la);
-        if (c != 0)
-            return c;
-        a += la;
-        b += lb;
-        if (*a)
-            a++;
-        if (*b)
-            b++;
-    }
-    return strcmp(a, b);
-}
-
-/* Oldest first: by queued time, then by id. */
-static int cmp_entry(const void *pa, const void *pb)
-{
-    const struct spool_entry *a = pa, *b = pb;
-    if (a->queued != b->queued)
-        return a->queued < b->queued ? -1 : 1;
-    return cmp_id(a->id, b->id);
 }
 
 int spool_list_held(const char *data_dir, int (*fn)(void *ctx, const struct spool_entry *e),
@@ -350,7 +261,7 @@ int spool_list_held(const char *data_dir, int (*fn)(void *ctx, const struct spoo
     }
     closedir(d);
     if (rc == 0 && n > 1)
-        qsort(v, n, sizeof(*v), cmp_entry);
+        qsort(v, n, sizeof(*v), spool_cmp_entry);
     int listed = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         listed++;

@@ -4,11 +4,24 @@
 #ifndef TERN_STORE_SPOOL_PRIV_H
 #define TERN_STORE_SPOOL_PRIV_H
 
+#include <jansson.h>
 #include <stddef.h>
+
+#include "store/spool.h"
 
 #define SPOOL_WHO "spool"
 #define SPOOL_ID_MAX 96      /* spool_entry.id, NUL included */
 #define SPOOL_RCPTS_MAX 1000 /* recipients of one envelope, as spool.c writes them */
+/* The largest envelope spool.c writes is 1000 recipients of 319 bytes, each byte escaped as
+ * \u00XX: under 2 MB. Anything much bigger in queue/ is not ours and is not read into memory. */
+#define SPOOL_ENV_FILE_MAX (4u << 20)
+
+/* spool.c: fills e from a parsed envelope whose file is ID.env (the id inside must be the
+ * file's own); e->rcpts is malloc'd even on failure (free it). -1 if anything is off. */
+int spool_parse_env(json_t *root, const char *id, struct spool_entry *e);
+/* qsort order of entries: oldest first, by queued time, then by id (seconds, microseconds,
+ * pid, counter: each '-'-separated field compared as a number). */
+int spool_cmp_entry(const void *a, const void *b);
 
 /* DATA_DIR/spool[/SUB[/ID.EXT]] into out (sub NULL: the spool folder; ext NULL: the folder
  * SUB); EXT may have a suffix such as "state.XXXXXX". 0, or -1 (ENAMETOOLONG) with a reason. */
