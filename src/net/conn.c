@@ -271,34 +271,52 @@ static void commit_done(void *arg)
         conn_resume(c, &r);
 }
 
-static void store_begin(struct conn *c, const struct smtp_request *q, struct smtp_result *r)
+/* Opens the message's files: the spool copy for other domains, the Maildir copy for local
+ * mailboxes (an id for each; the Maildir's wins, the spool's is kept in spool_id). Creating a
+ * file is an inode allocation, a fraction of a millisecond on a busy file system: it runs on a
+ * worker (store_begin), the loop only takes the result. */
+static void open_files(struct conn *c, struct job *j)
 {
-    const struct smtp_txn *t = q->txn;
+    const struct smtp_txn *t = j->txn;
     char err[256];
     size_t n = t->nmailboxes > t->nforeign ? t->nmailboxes : t->nforeign;
     const char **list = calloc(n ? n : 1, sizeof *list);
-    if (!list) {
-        conn_fail_result(r, 451, "4.3.0", "Out of memory, try again later");
+    if (!list)
         return;
-    }
     if (t->nforeign) {
         for (size_t i = 0; i < t->nforeign; i++)
             list[i] = t->foreign[i];
-        c->spool = spool_begin(c->conf->data_dir, t->from, list, t->nforeign, t->auth_user, r->id,
-                               sizeof r->id, err, sizeof err);
-        if (!c->spool)
+        j->spool = spool_begin(c->conf->data_dir, t->from, list, t->nforeign, t->auth_user, j->id,
+                               sizeof j->id, err, sizeof err);
+        if (!j->spool)
             log_err("could not open a queue file: %s", err);
-        snprintf(c->spool_id, sizeof c->spool_id, "%s", c->spool ? r->id : "");
+        snprintf(j->which, sizeof j->which, "%s", j->spool ? j->id : "");
     }
-    if (t->nmailboxes && (c->spool || !t->nforeign)) {
+    if (t->nmailboxes && (j->spool || !t->nforeign)) {
         for (size_t i = 0; i < t->nmailboxes; i++)
             list[i] = t->mailboxes[i];
-        c->msg = maildir_begin(c->conf->data_dir, c->conf->hostname, list, t->nmailboxes, r->id,
-                               sizeof r->id, err, sizeof err);
-        if (!c->msg)
+        j->msg = maildir_begin(c->conf->data_dir, c->conf->hostname, list, t->nmailboxes, j->id,
+                               sizeof j->id, err, sizeof err);
+        if (!j->msg)
             log_err("could not open a message file: %s", err);
     }
     free(list);
+}
+
+static void begin_run(void *arg)
+{
+    struct job *j = arg;
+    open_files(j->c, j);
+}
+
+/* The files are open (or not): the conn takes them, and the core its id. */
+static void begin_finish(struct conn *c, struct job *j, struct smtp_result *r)
+{
+    const struct smtp_txn *t = j->txn;
+    c->spool = j->spool;
+    c->msg = j->msg;
+    snprintf(c->spool_id, sizeof c->spool_id, "%.95s", j->which);
+    snprintf(r->id, sizeof r->id, "%s", j->id);
     if ((t->nforeign && !c->spool) || (t->nmailboxes && !c->msg)) {
         spool_free(c->spool);
         c->spool = NULL;
@@ -318,6 +336,43 @@ static void store_begin(struct conn *c, const struct smtp_request *q, struct smt
         c->sha = NULL;
         conn_fail_result(r, 451, "4.3.0", "Out of memory, try again later");
     }
+}
+
+static void begin_done(void *arg)
+{
+    struct job *j = arg;
+    struct conn *c = j->c;
+    struct smtp_result r = {.ok = true};
+    if (c->dead) { /* the client is gone: nothing will be written to these */
+        maildir_free(j->msg);
+        spool_free(j->spool);
+        free(j);
+        conn_job_back(c);
+        return;
+    }
+    begin_finish(c, j, &r);
+    free(j);
+    if (conn_job_back(c))
+        conn_resume(c, &r);
+}
+
+/* STORE_BEGIN: false when the files are being opened on a worker (the session resumes from
+ * begin_done); true when r holds the answer now. */
+static bool store_begin(struct conn *c, const struct smtp_request *q, struct smtp_result *r)
+{
+    struct job *j = calloc(1, sizeof *j);
+    if (!j) {
+        conn_fail_result(r, 451, "4.3.0", "Out of memory, try again later");
+        return true;
+    }
+    j->kind = JOB_BEGIN;
+    j->txn = q->txn;
+    if (conn_submit(c, j, begin_run, begin_done))
+        return false;
+    open_files(c, j); /* the pool is stopping: do it here */
+    begin_finish(c, j, r);
+    free(j);
+    return true;
 }
 
 static void store_append(struct conn *c, const struct smtp_request *q, struct smtp_result *r)
@@ -375,7 +430,8 @@ static bool do_requests(struct conn *c)
         struct smtp_result r = {.ok = true};
         switch (q->type) {
         case SMTP_REQ_STORE_BEGIN:
-            store_begin(c, q, &r);
+            if (!store_begin(c, q, &r))
+                return false;
             break;
         case SMTP_REQ_STORE_APPEND:
             store_append(c, q, &r);

@@ -57,7 +57,7 @@ struct conn {
     char msg_id[96];    /* its id (Received:, the 250, the Maildir name) */
 };
 
-enum job_kind { JOB_COMMIT, JOB_AUTH };
+enum job_kind { JOB_BEGIN, JOB_COMMIT, JOB_AUTH };
 
 struct job {
     struct conn *c;
@@ -70,7 +70,10 @@ struct job {
     char *out; /* AUTH: the challenge */
     enum sasl_status st;
     char user[TABLES_ADDR_MAX + 1];
-    json_t *rec;       /* COMMIT: the message record, appended and synced before the 250 */
+    json_t *rec;             /* COMMIT: the message record, appended and synced before the 250 */
+    struct maildir_msg *msg; /* BEGIN: the files opened on the worker, NULL if none */
+    struct spool_msg *spool;
+    char id[96];       /* BEGIN: the message id */
     bool audit_failed; /* COMMIT: stored, but the record could not be made durable */
 };
 
