@@ -211,8 +211,8 @@ static char *dup_str(const char *s, char *err, size_t errlen)
 }
 
 /* Builds the deduplicated Maildir list and creates the directories. */
-static int prepare_boxes(struct maildir_msg *m, const char *const *mailboxes, size_t n,
-                         bool *created, char *err, size_t errlen)
+static int resolve_boxes(struct maildir_msg *m, const char *const *mailboxes, size_t n, char *err,
+                         size_t errlen)
 {
     m->boxes = calloc(n, sizeof(*m->boxes));
     if (!m->boxes) {
@@ -236,12 +236,22 @@ static int prepare_boxes(struct maildir_msg *m, const char *const *mailboxes, si
             return -1;
         m->nbox++;
     }
-    /* Only once every mailbox is known to be valid, so a bad one creates nothing. */
-    for (size_t i = 0; i < m->nbox; i++) {
-        if (make_maildir(m->data_dir, m->boxes[i], created, err, errlen) != 0)
-            return -1;
-    }
     return 0;
+}
+
+/* Do tmp/, new/ and cur/ of every mailbox exist already? */
+static bool boxes_exist(const struct maildir_msg *m)
+{
+    static const char *const sub[] = {"tmp", "new", "cur"};
+    for (size_t i = 0; i < m->nbox; i++)
+        for (size_t k = 0; k < 3; k++) {
+            char path[PATH_MAX];
+            struct stat st;
+            int n = snprintf(path, sizeof path, "%s/%s", m->boxes[i], sub[k]);
+            if (n < 0 || (size_t)n >= sizeof path || stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+                return false;
+        }
+    return true;
 }
 
 /* Opens a fresh tmp file in the first Maildir, retrying with a new name if one is taken (by a
@@ -294,18 +304,28 @@ struct maildir_msg *maildir_begin(const char *data_dir, const char *hostname,
     if (!(m->data_dir = dup_str(data_dir, err, errlen)))
         goto fail;
 
-    /* Counted before mkdir so that a concurrent begin that sees our directories already
-     * existing also sees the count and fsyncs their parents. */
-    atomic_fetch_add(&fresh_dirs, 1);
-    m->holds_fresh = true;
-    bool created = false;
-    if (prepare_boxes(m, mailboxes, n, &created, err, errlen) != 0)
+    /* Only once every mailbox is known to be valid, so a bad one creates nothing. */
+    if (resolve_boxes(m, mailboxes, n, err, errlen) != 0)
         goto fail;
-    if (created) {
-        m->sync_parents = true;
+    if (boxes_exist(m)) {
+        /* made by an earlier begin: durable unless its commit is still to come */
+        m->sync_parents = atomic_load(&fresh_dirs) > 0;
     } else {
-        m->holds_fresh = false;
-        m->sync_parents = atomic_fetch_sub(&fresh_dirs, 1) > 1;
+        /* Counted before mkdir so that a concurrent begin that sees our directories already
+         * existing also sees the count and fsyncs their parents. Begins run on several
+         * workers at once: only those that may create count, or every begin would sync. */
+        atomic_fetch_add(&fresh_dirs, 1);
+        m->holds_fresh = true;
+        bool created = false;
+        for (size_t i = 0; i < m->nbox; i++)
+            if (make_maildir(m->data_dir, m->boxes[i], &created, err, errlen) != 0)
+                goto fail;
+        if (created) {
+            m->sync_parents = true;
+        } else {
+            m->holds_fresh = false;
+            m->sync_parents = atomic_fetch_sub(&fresh_dirs, 1) > 1;
+        }
     }
 
     if (open_tmp(m, hostname, err, errlen) != 0)
