@@ -22,6 +22,7 @@ static const struct command commands[] = {
     {"send", cli_send, "build a message and send it to any SMTP server (TLS, AUTH)"},
     {"probe", cli_probe, "show what an SMTP server offers: greeting, EHLO, TLS, certificate"},
     {"smtp", cli_smtp, "talk SMTP to a server by hand, each reply explained"},
+    {"watch", cli_watch, "a user's terminal: print the messages SEND, SOML and SAML deliver"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

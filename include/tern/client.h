@@ -205,6 +205,16 @@ int tern_data_end(struct tern_client *c, struct tern_reply *reply);
 int tern_bdat(struct tern_client *c, const void *buf, size_t len, int last,
               struct tern_reply *reply);
 
+/* Which command opens a transaction (RFC 821 3.4): MAIL delivers to mailboxes; SEND to the
+ * recipients' terminals only (tern: their `tern watch` sessions); SOML to the terminal, or the
+ * mailbox when the user has none; SAML to the mailbox and the terminal too. */
+enum tern_send_mode {
+    TERN_SEND_MAIL = 0,
+    TERN_SEND_SEND,
+    TERN_SEND_SOML,
+    TERN_SEND_SAML,
+};
+
 /* One whole transaction: MAIL FROM (with SIZE when the server announces it, BODY=8BITMIME when
  * the message has 8-bit octets and the server offers it, SMTPUTF8 when an address is not ASCII),
  * every RCPT, then DATA or BDAT (opts.use_bdat) — pipelined when the server offers PIPELINING.
@@ -216,7 +226,42 @@ int tern_send_message(struct tern_client *c, const char *from, const char *const
 /* The same, streaming the message from f (read to EOF; SIZE declared when f is a regular file). */
 int tern_send_file(struct tern_client *c, const char *from, const char *const *rcpts, size_t n,
                    FILE *f, struct tern_send_result *res);
+/* The same with SEND, SOML or SAML FROM instead of MAIL FROM (TERN_SEND_MAIL: as above);
+ * res->mail answers that command. */
+int tern_send_message_mode(struct tern_client *c, enum tern_send_mode mode, const char *from,
+                           const char *const *rcpts, size_t n, const void *msg, size_t len,
+                           struct tern_send_result *res);
+int tern_send_file_mode(struct tern_client *c, enum tern_send_mode mode, const char *from,
+                        const char *const *rcpts, size_t n, FILE *f, struct tern_send_result *res);
 void tern_send_result_free(struct tern_send_result *res);
+
+/* ---- terminal messages: tern's XWATCH ----
+ * A user's terminal receives what SEND, SOML and SAML deliver to it. XWATCH (tern's private
+ * command, RFC 5321 4.1.5) makes a submission connection one, after STARTTLS and AUTH; ternd
+ * then writes each message to it as a frame (see tern(1), tern watch) until QUIT. */
+#define TERN_TERM_TEXT_MAX (256 * 1024) /* octets of one message kept; the rest is dropped */
+
+struct tern_term_message {
+    long long time;          /* when ternd delivered it, Unix seconds (0: not said) */
+    char id[128];            /* ternd's id of the message, as in its Received: field */
+    char from[1024];         /* the envelope sender, without <>; "" for the null sender */
+    unsigned long long size; /* the message's size in octets, as ternd announced it */
+    char *text;              /* the message (header and body, CRLF lines) as ternd received
+                                it, at most TERN_TERM_TEXT_MAX octets, NUL-terminated but
+                                hostile: it may hold NULs, escape sequences, anything */
+    size_t len;              /* octets in text */
+    int truncated;           /* 1 when the message was longer than text */
+};
+
+/* XWATCH: 0 on 250; the handle then takes only tern_watch_next and tern_quit. */
+int tern_watch(struct tern_client *c, struct tern_reply *reply);
+/* Waits up to timeout_ms (-1: without limit) for the next terminal message: 1 with m filled
+ * (what m held is freed), 0 when none came in time, -1 when the watch is over: reply is then
+ * the server's (421 when it ended the session) or libtern's (101) and the handle is closed. */
+int tern_watch_next(struct tern_client *c, int timeout_ms, struct tern_term_message *m,
+                    struct tern_reply *reply);
+/* Frees what m holds and zeroes it. NULL is allowed. */
+void tern_term_message_free(struct tern_term_message *m);
 
 /* Any command: verb (HELO EHLO MAIL RCPT DATA RSET VRFY EXPN HELP NOOP QUIT SEND SOML SAML TURN
  * STARTTLS AUTH, or another such as ETRN) and arg (NULL for none), one reply, classified for the
@@ -239,7 +284,8 @@ int tern_saml_from(struct tern_client *c, const char *from, struct tern_reply *r
 /* TURN: on 250 the roles reverse; libtern cannot be the server, so the handle is closed after. */
 int tern_turn(struct tern_client *c, struct tern_reply *reply);
 
-/* QUIT, read the 221, close. reply may be NULL. 0 on 221. The handle may connect again. */
+/* QUIT, read the 221, close. reply may be NULL. 0 on 221. The handle may connect again. While
+ * watching (tern_watch), the messages that arrive before the 221 are dropped. */
 int tern_quit(struct tern_client *c, struct tern_reply *reply);
 
 /* The capabilities of the last EHLO (never NULL). */

@@ -17,6 +17,7 @@ int cli_audit(int argc, char **argv);   /* tern audit verify|show|trace|rotate .
 int cli_send(int argc, char **argv);    /* tern send --from A --to B [options] */
 int cli_probe(int argc, char **argv);   /* tern probe HOST[:PORT] [--json] [options] */
 int cli_smtp(int argc, char **argv);    /* tern smtp HOST[:PORT] [options]: a session */
+int cli_watch(int argc, char **argv);   /* tern watch [USER] | --server HOST --user U */
 
 /* Is s one of -h, --help? */
 int cli_is_help(const char *s);
@@ -40,6 +41,12 @@ struct conf *cli_load_conf(const char *cmd, const char *sub, const char **path, 
  * DEL as \xNN, C1 and bidirectional controls (as UTF-8 encodes them) as \uNNNN, a backslash
  * doubled; other bytes, UTF-8 included, as they are. NUL bytes are shown, not ends. */
 void cli_put_safe(FILE *out, const char *s, size_t len);
+
+/* cli_put_safe for a line of at most maxcols columns, stricter for text that may be anything
+ * (a terminal message): bytes that are not UTF-8 are shown as \xNN too, so that no terminal
+ * can take one for a C1 control. An escape takes its columns; a character one. Returns the
+ * bytes of s shown (len when all of it fitted). */
+size_t cli_put_safe_cols(FILE *out, const char *s, size_t len, size_t maxcols);
 
 /* t as RFC 3339 UTC ("2026-11-24T09:30:00Z"), or "@SECONDS" when it cannot be (cli/term.c). */
 void cli_format_time(time_t t, char *out, size_t outlen);

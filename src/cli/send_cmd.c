@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,7 +44,11 @@ static const char usage[] =
     "  --attach FILE       attach a file (MIME); repeat for more\n"
     "  --raw FILE|-        send FILE as it is (a whole message with its header); --subject,\n"
     "                      --header, --body and --attach do not apply\n"
-    "  --bdat              use BDAT (CHUNKING) when the server offers it\n" CLIENT_USAGE "\n"
+    "  --bdat              use BDAT (CHUNKING) when the server offers it\n"
+    "  --mode MODE         mail (default): to the mailboxes; send: to the recipients'\n"
+    "                      terminals only (their tern watch); soml: the terminal, else the\n"
+    "                      mailbox; saml: the mailbox and the terminal too (RFC 821)\n" CLIENT_USAGE
+    "\n"
     "Exit status: 0 accepted for every recipient; 75 (EX_TEMPFAIL) a temporary failure or no\n"
     "connection: try again later; 69 (EX_UNAVAILABLE) refused for good; 64 bad usage; 66 a\n"
     "file cannot be read; 65 the message or an address is malformed.\n";
@@ -55,6 +60,7 @@ struct send_opts {
     size_t nto, ncc, nbcc;
     const char *headers[SEND_MAX_LIST], *attach[SEND_MAX_LIST];
     size_t nheaders, nattach;
+    enum tern_send_mode mode;
 };
 
 enum {
@@ -72,6 +78,7 @@ enum {
     O_ATTACH,
     O_RAW,
     O_BDAT,
+    O_MODE,
     O_HELP
 };
 
@@ -102,6 +109,7 @@ static int parse(int argc, char **argv, struct send_opts *o)
         {"attach", required_argument, NULL, O_ATTACH},
         {"raw", required_argument, NULL, O_RAW},
         {"bdat", no_argument, NULL, O_BDAT},
+        {"mode", required_argument, NULL, O_MODE},
         {"help", no_argument, NULL, O_HELP},
         CLIENT_LONGOPTS,
         {NULL, 0, NULL, 0},
@@ -159,6 +167,18 @@ static int parse(int argc, char **argv, struct send_opts *o)
         case O_BDAT:
             o->cc.opts.use_bdat = 1;
             break;
+        case O_MODE: {
+            static const char *const modes[] = {"mail", "send", "soml", "saml"};
+            size_t m = 0;
+            while (m < 4 && strcasecmp(optarg, modes[m]) != 0)
+                m++;
+            if (m == 4) {
+                fprintf(stderr, "tern send: --mode %s: write mail, send, soml or saml\n", optarg);
+                return EX_USAGE;
+            }
+            o->mode = (enum tern_send_mode)m;
+            break;
+        }
         case 'h':
         case O_HELP:
             fputs(usage, stdout);
@@ -359,7 +379,7 @@ static int run(struct send_opts *o)
     explicit_bzero(password, PASSWORD_MAX + 2);
     if ((rc = build(o, (tern_caps(c)->flags & TERN_CAP_8BITMIME) != 0, &msg, &msglen)) != 0)
         goto out;
-    int sent = tern_send_message(c, from, rcpts, n, msg, msglen, &res);
+    int sent = tern_send_message_mode(c, o->mode, from, rcpts, n, msg, msglen, &res);
     int worst = 0; /* 0, EX_TEMPFAIL or EX_UNAVAILABLE: a permanent refusal outweighs */
     if (res.mail.code == TERN_CODE_LOCAL && res.mail.nlines) {
         /* libtern refused before sending: too big for the server's SIZE, an address that
@@ -369,7 +389,10 @@ static int run(struct send_opts *o)
         fputc('\n', stderr);
         worst = EX_DATAERR;
     } else if (res.mail.code && client_exit_status(res.mail.code)) {
-        print_reply(stderr, "tern send: MAIL FROM refused", &res.mail);
+        static const char *const verbs[] = {"MAIL", "SEND", "SOML", "SAML"};
+        char who[64];
+        snprintf(who, sizeof who, "tern send: %s FROM refused", verbs[o->mode]);
+        print_reply(stderr, who, &res.mail);
         worst = client_exit_status(res.mail.code);
     }
     for (size_t i = 0; res.mail.cls == TERN_POSITIVE && i < res.nrcpt; i++) {

@@ -52,6 +52,7 @@ void tern_free(struct tern_client *c)
 {
     if (!c)
         return;
+    drv_watch_reset(c);
     tport_free(&c->tp);
     smtpc_free(c->core);
     for (size_t i = 0; i < sizeof c->owned / sizeof c->owned[0]; i++)
@@ -104,6 +105,7 @@ static unsigned timeout_write(const struct tern_client *c)
 
 static void close_conn(struct tern_client *c)
 {
+    drv_watch_reset(c);
     tport_close(&c->tp);
     smtpc_reset(c->core);
     c->inlen = 0;
@@ -137,6 +139,12 @@ int drv_ready(struct tern_client *c, enum tern_cmd cmd, struct tern_reply *r)
 {
     if (!c->connected)
         return not_connected(c, cmd, r);
+    if (c->frames) {
+        creply_local(r, TERN_CODE_LOCAL, cmd,
+                     "the connection is a terminal now (XWATCH): only tern_watch_next and "
+                     "tern_quit");
+        return -1;
+    }
     if (c->data_mode) {
         creply_local(r, TERN_CODE_LOCAL, cmd,
                      "a message is being sent after DATA: end it with tern_data_end first");
@@ -593,6 +601,12 @@ int tern_quit(struct tern_client *c, struct tern_reply *reply)
 {
     struct tern_reply tmp = {0};
     struct tern_reply *r = reply ? reply : &tmp;
+    if (c->frames) {
+        int wrc = drv_watch_quit(c, r);
+        c->failure[0] = '\0';
+        tern_reply_free(&tmp);
+        return wrc;
+    }
     int rc = c->data_mode ? -1 : simple(c, TERN_CMD_QUIT, "QUIT", NULL, r);
     if (c->data_mode)
         creply_local(r, TERN_CODE_LOCAL, TERN_CMD_QUIT,

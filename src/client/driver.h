@@ -29,6 +29,7 @@ struct tern_client {
     char helo[256];    /* the name the last EHLO/HELO used */
     char failure[512]; /* why the connection broke, for every later call */
     struct tern_caps caps;
+    struct tframe *frames; /* after XWATCH's 250: the terminal messages being read (watch.c) */
 };
 
 /* 0 when a command may be sent now; else -1 with r saying why (0 or 101). */
@@ -51,5 +52,10 @@ void drv_fail(struct tern_client *c, enum tern_cmd cmd, struct tern_reply *r, co
     __attribute__((format(printf, 4, 5)));
 /* Is the server's PIPELINING to be used? */
 bool drv_pipelining(const struct tern_client *c);
+
+/* watch.c: forgets the watch (the connection is closing). */
+void drv_watch_reset(struct tern_client *c);
+/* watch.c: QUIT while watching: sends it, drops messages until the 221, closes. */
+int drv_watch_quit(struct tern_client *c, struct tern_reply *r);
 
 #endif

@@ -224,17 +224,36 @@ out:
     return rc;
 }
 
-/* MAIL, the RCPTs and (when pipelining and not BDAT) DATA, in groups. Returns 1 when DATA got
- * its 354, 0 when data may go next by BDAT or a separate DATA, -1 when the transaction is over. */
-static int envelope(struct tern_client *c, const char *from, const char *params,
-                    const char *const *rcpts, size_t n, bool bdat, struct tern_send_result *res)
+/* The command that opens a transaction of mode, and its verb. */
+static enum tern_cmd mode_cmd(enum tern_send_mode mode, const char **verb)
+{
+    static const struct {
+        const char *verb;
+        enum tern_cmd cmd;
+    } modes[] = {{"MAIL", TERN_CMD_MAIL},
+                 {"SEND", TERN_CMD_SEND},
+                 {"SOML", TERN_CMD_SOML},
+                 {"SAML", TERN_CMD_SAML}};
+    size_t i = (size_t)mode < sizeof modes / sizeof modes[0] ? (size_t)mode : 0;
+    *verb = modes[i].verb;
+    return modes[i].cmd;
+}
+
+/* MAIL (or SEND, SOML, SAML), the RCPTs and (when pipelining and not BDAT) DATA, in groups.
+ * Returns 1 when DATA got its 354, 0 when data may go next by BDAT or a separate DATA, -1 when
+ * the transaction is over. */
+static int envelope(struct tern_client *c, enum tern_send_mode mode, const char *from,
+                    const char *params, const char *const *rcpts, size_t n, bool bdat,
+                    struct tern_send_result *res)
 {
     bool pipe = drv_pipelining(c);
     size_t group = pipe ? SEND_GROUP : 1;
     char line[SMTPC_MAX_COMMAND + 1];
+    const char *verb;
+    enum tern_cmd cmd = mode_cmd(mode, &verb);
     /* mail_params saw to it that the line fits */
-    snprintf(line, sizeof line, "MAIL FROM:<%s>%s%s", from, params[0] ? " " : "", params);
-    if (drv_queue(c, TERN_CMD_MAIL, line, false, &res->mail) < 0)
+    snprintf(line, sizeof line, "%s FROM:<%s>%s%s", verb, from, params[0] ? " " : "", params);
+    if (drv_queue(c, cmd, line, false, &res->mail) < 0)
         return -1;
     bool *queued = calloc(n, sizeof *queued);
     if (!queued) {
@@ -291,8 +310,9 @@ out:
     return rc;
 }
 
-static int transaction(struct tern_client *c, const char *from, const char *const *rcpts, size_t n,
-                       struct source *src, struct tern_send_result *res)
+static int transaction(struct tern_client *c, enum tern_send_mode mode, const char *from,
+                       const char *const *rcpts, size_t n, struct source *src,
+                       struct tern_send_result *res)
 {
     tern_send_result_free(res);
     if (n > 0 && !(res->rcpt = calloc(n, sizeof *res->rcpt))) {
@@ -317,7 +337,7 @@ static int transaction(struct tern_client *c, const char *from, const char *cons
         return -1;
     }
     bool bdat = c->o.use_bdat && (c->caps.flags & TERN_CAP_CHUNKING);
-    int env = envelope(c, from, params, rcpts, n, bdat, res);
+    int env = envelope(c, mode, from, params, rcpts, n, bdat, res);
     int rc = -1;
     if (env == 1 && res->accepted == 0) {
         /* 354 with no recipient (RFC 2920 §3.1): end the empty message; the server refuses it */
@@ -340,15 +360,22 @@ static int transaction(struct tern_client *c, const char *from, const char *cons
     return rc == 0 && res->accepted > 0 ? 0 : -1;
 }
 
+int tern_send_message_mode(struct tern_client *c, enum tern_send_mode mode, const char *from,
+                           const char *const *rcpts, size_t n, const void *msg, size_t len,
+                           struct tern_send_result *res)
+{
+    struct source src = {.buf = msg ? msg : "", .len = msg ? len : 0};
+    return transaction(c, mode, from, rcpts, n, &src, res);
+}
+
 int tern_send_message(struct tern_client *c, const char *from, const char *const *rcpts, size_t n,
                       const void *msg, size_t len, struct tern_send_result *res)
 {
-    struct source src = {.buf = msg ? msg : "", .len = msg ? len : 0};
-    return transaction(c, from, rcpts, n, &src, res);
+    return tern_send_message_mode(c, TERN_SEND_MAIL, from, rcpts, n, msg, len, res);
 }
 
-int tern_send_file(struct tern_client *c, const char *from, const char *const *rcpts, size_t n,
-                   FILE *f, struct tern_send_result *res)
+int tern_send_file_mode(struct tern_client *c, enum tern_send_mode mode, const char *from,
+                        const char *const *rcpts, size_t n, FILE *f, struct tern_send_result *res)
 {
     if (!f) {
         tern_send_result_free(res);
@@ -357,7 +384,13 @@ int tern_send_file(struct tern_client *c, const char *from, const char *const *r
         return -1;
     }
     struct source src = {.f = f};
-    return transaction(c, from, rcpts, n, &src, res);
+    return transaction(c, mode, from, rcpts, n, &src, res);
+}
+
+int tern_send_file(struct tern_client *c, const char *from, const char *const *rcpts, size_t n,
+                   FILE *f, struct tern_send_result *res)
+{
+    return tern_send_file_mode(c, TERN_SEND_MAIL, from, rcpts, n, f, res);
 }
 
 void tern_send_result_free(struct tern_send_result *res)

@@ -20,8 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const section_names[SEC_COUNT] = {"server", "listen", "limits", "policy",
-                                                     "tls",    "auth",   "audit",  "relay"};
+static const char *const section_names[SEC_COUNT] = {"server", "listen", "limits", "policy",  "tls",
+                                                     "auth",   "audit",  "relay",  "terminal"};
 
 #define F(field) offsetof(struct conf, field)
 
@@ -78,6 +78,9 @@ const struct key conf_keys[CONF_NKEYS] = {
     {SEC_RELAY, "delay_warning", K_SECONDS, false, F(relay.delay_warning), 0, 86400 * 100, 0},
     {SEC_RELAY, "concurrency", K_COUNT, false, F(relay.concurrency), 1, 1000, 0},
     {SEC_RELAY, "connections", K_COUNT, false, F(relay.connections), 1, 10000, 0},
+    {SEC_TERMINAL, "allow", K_TERMINAL_ALLOW, false, F(terminal_allow), 0, 0, 0},
+    {SEC_TERMINAL, "max_size", K_SIZE, false, F(terminal_max_size), 1024, CONF_TERMINAL_MAX_SIZE,
+     0},
 };
 
 _Static_assert(sizeof(conf_keys) / sizeof(conf_keys[0]) == CONF_NKEYS,
@@ -499,6 +502,21 @@ static void set_value(struct loader *l, const struct key *k, const char *v)
     case K_RELAY:
         conf_relay_set(l, k->name, v);
         return;
+    case K_TERMINAL_ALLOW: {
+        enum conf_terminal_allow a;
+        if (strcasecmp(v, "all") == 0)
+            a = TERMINAL_ALLOW_ALL;
+        else if (strcasecmp(v, "authenticated") == 0)
+            a = TERMINAL_ALLOW_AUTHENTICATED;
+        else if (strcasecmp(v, "none") == 0)
+            a = TERMINAL_ALLOW_NONE;
+        else {
+            lerr(l, "allow = %s: not a choice; write all, authenticated or none", v);
+            return;
+        }
+        memcpy(field, &a, sizeof(a));
+        return;
+    }
     case K_SIZE:
         if (conf_parse_size(v, &size) < 0) {
             lerr(l,
@@ -509,6 +527,10 @@ static void set_value(struct loader *l, const struct key *k, const char *v)
         }
         if (size < (uint64_t)k->min) {
             lerr(l, "%s = %s: less than the minimum of 1K; raise it", k->name, v);
+            return;
+        }
+        if (k->max && size > (uint64_t)k->max) {
+            lerr(l, "%s = %s: more than the maximum of %lldK; lower it", k->name, v, k->max >> 10);
             return;
         }
         memcpy(field, &size, sizeof(size));
@@ -604,6 +626,8 @@ struct conf *conf_load_sha256(const char *file, char sha256[65], char *err, size
         .audit_epoch = 900,
         .audit_max_size = 256u << 20,
         .relay = CONF_RELAY_DEFAULTS,
+        .terminal_allow = TERMINAL_ALLOW_ALL,
+        .terminal_max_size = 64u << 10,
     };
     snprintf(c->path, sizeof(c->path), "%s", file);
     l->c = c;

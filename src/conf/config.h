@@ -37,6 +37,15 @@ enum conf_disclose {
     DISCLOSE_ALL,           /* to anyone */
 };
 
+/* [terminal] allow: who may send to a user's terminal (SEND, and the terminal half of SOML and
+ * SAML). The values match enum smtp_terminal_allow. */
+enum conf_terminal_allow {
+    TERMINAL_ALLOW_ALL,           /* any client that may mail the user (the default) */
+    TERMINAL_ALLOW_AUTHENTICATED, /* authenticated clients only */
+    TERMINAL_ALLOW_NONE,          /* nobody: SEND 502, SOML and SAML act as MAIL */
+};
+#define CONF_TERMINAL_MAX_SIZE (1u << 20) /* the largest [terminal] max_size */
+
 /* [relay]: outbound delivery (src/relay/). */
 #define CONF_MAX_ROUTES 64
 #define CONF_MAX_RELAY_DOMAINS 64
@@ -149,6 +158,10 @@ struct conf {
 
     struct conf_relay relay; /* [relay] */
 
+    /* [terminal]: SEND/SOML/SAML to a user's `tern watch` sessions (RFC 821 3.4) */
+    enum conf_terminal_allow terminal_allow; /* allow = all (default)|authenticated|none */
+    uint64_t terminal_max_size;              /* max_size (default 64K, at most 1M) */
+
     struct tables *tables; /* domains + users + aliases, owned */
 };
 
@@ -175,6 +188,10 @@ bool conf_denied(const struct conf *c, int family, const void *addr);
 /* The configuration file to use when none is named: $TERN_CONF, else /etc/tern/tern.conf if it
  * exists, else ./var/tern.conf (what `make run` creates). Defined in conf/path.c. */
 const char *conf_default_path(void);
+
+/* [server] data_dir of FILE ("." when unset) joined to FILE's folder, into out, reading nothing
+ * else and checking nothing else (path.c). 0, or -1 with a reason. */
+int conf_peek_data_dir(const char *file, char *out, size_t outlen, char *err, size_t errlen);
 
 /* Parses "25M", "1048576", "4k", "1G" into bytes; -1 on error. */
 int conf_parse_size(const char *s, uint64_t *out);

@@ -9,7 +9,7 @@
 
 #include "conf/config.h"
 
-#define CONF_NKEYS 52 /* entries of conf_keys[] (checked in config.c) */
+#define CONF_NKEYS 54 /* entries of conf_keys[] (checked in config.c) */
 
 #define MAX_DOMAINS 1024
 
@@ -22,6 +22,7 @@ enum section {
     SEC_AUTH,
     SEC_AUDIT,
     SEC_RELAY,
+    SEC_TERMINAL,
     SEC_COUNT,
     SEC_NONE
 };
@@ -48,6 +49,7 @@ enum ktype {
     K_CHECK_FROM,
     K_BOOL,  /* yes|no into a bool field */
     K_RELAY, /* [relay] keys with their own syntax: conf/relay.c */
+    K_TERMINAL_ALLOW,
 };
 
 struct key {

@@ -149,6 +149,18 @@ static void users_line(struct tables *t, const char *path, int line, char *s, st
         }
         strcpy(u.password, pw);
     }
+    if (nf > F_UID && f[F_UID][0]) {
+        /* Dovecot also takes a system user's name here; tern maps only numbers (a name is
+         * left to Dovecot, and gives `tern watch` no uid mapping) */
+        const char *p = f[F_UID];
+        unsigned long long v = 0;
+        while (*p >= '0' && *p <= '9' && v <= 0xffffffffULL)
+            v = v * 10 + (unsigned long long)(*p++ - '0');
+        if (!*p && v <= 0xfffffffeULL) { /* (uid_t)-1 is nobody's */
+            u.has_uid = true;
+            u.uid = (unsigned long)v;
+        }
+    }
     if (nf > F_GECOS) {
         if (strlen(f[F_GECOS]) >= sizeof(u.name)) {
             conf_error(e, path, line,

@@ -1,9 +1,9 @@
 /* One client connection: moves bytes between its socket (a libevent bufferevent, with an
  * OpenSSL filter once TLS starts) and its SMTP session core, and performs the core's requests:
- * the store (open/append on the loop, which touch only the page cache; the fsync'ing commit on
- * the worker pool), the TLS handshake, and SASL steps (on the worker pool: they hash). Applies
- * the timeouts, connection limits and AUTH throttling, and closes only after the last reply has
- * been written. */
+ * the store (conn_store.c: open/append on the loop, which touch only the page cache; the
+ * fsync'ing commit on the worker pool), the TLS handshake, SASL steps (conn_auth.c, on the
+ * worker pool: they hash) and XWATCH (conn_term.c). Applies the timeouts, connection limits and
+ * AUTH throttling, and closes only after the last reply has been written. */
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -33,6 +33,11 @@
 #include "work/pool.h"
 
 static void conn_drive(struct conn *c);
+void conn_poke(struct conn *c)
+{
+    conn_drive(c);
+}
+
 static void read_cb(struct bufferevent *bev, void *arg);
 static void write_cb(struct bufferevent *bev, void *arg);
 static void event_cb(struct bufferevent *bev, short what, void *arg);
@@ -80,6 +85,8 @@ static void conn_free(struct conn *c)
         c->dead = true;
         return;
     }
+    conn_watch_stop(c, "connection closed");
+    conn_term_release(c);
     conn_audit_disconnect(c);
     json_decref(c->rcpts);
     EVP_MD_CTX_free(c->sha);
@@ -139,6 +146,7 @@ static void linger_cb(evutil_socket_t fd, short what, void *arg)
 static void close_when_sent(struct conn *c)
 {
     bufferevent_disable(c->bev, EV_READ);
+    conn_watch_stop(c, "closed"); /* no terminal message may follow the last reply */
     if (c->busy)
         return; /* the job's return frees it */
     if (out_pending(c) == 0) {
@@ -198,203 +206,6 @@ void conn_resume(struct conn *c, const struct smtp_result *r)
     conn_drive(c);
 }
 
-/* --- storing ---------------------------------------------------------------------------- */
-
-static void commit_run(void *arg)
-{
-    struct job *j = arg;
-    struct conn *c = j->c;
-    const struct smtp_txn *t = j->txn;
-    /* The record goes into the log before the Maildir fsyncs, so that while they run another
-     * session's audit fsync may already carry it: audit then rarely costs an fsync of its own.
-     * It is durable before the 250 either way; a commit that fails after it gets a
-     * message_failed record. A log that cannot take it refuses the message before it is stored. */
-    uint64_t seq = 0;
-    if (j->rec && conn_audit_append(c, j->rec, &seq, j->err, sizeof j->err) != 0) {
-        j->rec = NULL;
-        j->status = DELIVER_FAILED;
-        return;
-    }
-    j->rec = NULL;
-    j->status = deliver_commit(c->conf->data_dir, c->conf->tables, c->msg, c->spool,
-                               (const char(*)[TABLES_ADDR_MAX + 1]) t->mailboxes, t->nmailboxes,
-                               j->which, sizeof j->which, j->err, sizeof j->err);
-    if (seq && j->status == DELIVER_OK)
-        j->audit_failed = conn_audit_sync(c, seq, j->err, sizeof j->err) != 0;
-    else if (seq)
-        conn_audit_failed(c, j->status == DELIVER_FULL ? "quota" : "store",
-                          j->status == DELIVER_FULL ? j->which : j->err);
-}
-
-static void commit_done(void *arg)
-{
-    struct job *j = arg;
-    struct conn *c = j->c;
-    struct smtp_result r = {.ok = j->status == DELIVER_OK};
-    const struct smtp_txn *t = smtp_session_request(c->s)->txn;
-    json_decref(j->rec); /* NULL unless the job never ran */
-    if (j->status == DELIVER_OK && j->audit_failed) {
-        /* stored, but unrecorded: refuse, so that the client keeps the message and tries again
-         * (the recipients may then get it twice; nobody loses it, and nothing goes unrecorded) */
-        log_err("message %s from <%s> (%s) was stored but the audit log could not record it: "
-                "%s; mail is refused until the audit log works again (fix the disk, restart "
-                "ternd)",
-                c->msg_id, t->from, c->ip, j->err);
-        conn_fail_result(&r, 451, "4.3.0",
-                         "Local error in processing: could not record the message, try again "
-                         "later");
-    } else if (j->status == DELIVER_OK)
-        log_info("accepted %s from <%s> via %s%s%s: %zu recipients, %zu mailboxes, %zu queued, "
-                 "%zu bytes",
-                 c->ip, t->from, c->kind == LISTEN_SUBMISSION ? "submission" : "smtp",
-                 t->auth_user[0] ? " as " : "", t->auth_user, t->nrcpts, t->nmailboxes, t->nforeign,
-                 (size_t)c->msg_bytes);
-    else if (j->status == DELIVER_FULL) {
-        log_info("refused message from <%s> (%s): mailbox %s is full", t->from, c->ip, j->which);
-        conn_fail_result(&r, 552, "5.2.2", "Mailbox full: the message does not fit in the quota");
-    } else {
-        log_err("could not store message from <%s> (%s): %s", t->from, c->ip, j->err);
-        conn_fail_result(&r, 451, "4.3.0",
-                         "Local error in processing: message not stored, try "
-                         "again later");
-    }
-    maildir_free(c->msg);
-    c->msg = NULL;
-    if (c->spool && r.ok && !j->audit_failed) /* the queue manager delivers it from now on */
-        relay_queue_poke(c->srv->relay, "new", c->spool_id);
-    spool_free(c->spool);
-    c->spool = NULL;
-    EVP_MD_CTX_free(c->sha);
-    c->sha = NULL;
-    free(j);
-    if (conn_job_back(c))
-        conn_resume(c, &r);
-}
-
-/* Opens the message's files: the spool copy for other domains, the Maildir copy for local
- * mailboxes (an id for each; the Maildir's wins, the spool's is kept in spool_id). Creating a
- * file is an inode allocation, a fraction of a millisecond on a busy file system: it runs on a
- * worker (store_begin), the loop only takes the result. */
-static void open_files(struct conn *c, struct job *j)
-{
-    const struct smtp_txn *t = j->txn;
-    char err[256];
-    size_t n = t->nmailboxes > t->nforeign ? t->nmailboxes : t->nforeign;
-    const char **list = calloc(n ? n : 1, sizeof *list);
-    if (!list)
-        return;
-    if (t->nforeign) {
-        for (size_t i = 0; i < t->nforeign; i++)
-            list[i] = t->foreign[i];
-        j->spool = spool_begin(c->conf->data_dir, t->from, list, t->nforeign, t->auth_user, j->id,
-                               sizeof j->id, err, sizeof err);
-        if (!j->spool)
-            log_err("could not open a queue file: %s", err);
-        snprintf(j->which, sizeof j->which, "%s", j->spool ? j->id : "");
-    }
-    if (t->nmailboxes && (j->spool || !t->nforeign)) {
-        for (size_t i = 0; i < t->nmailboxes; i++)
-            list[i] = t->mailboxes[i];
-        j->msg = maildir_begin(c->conf->data_dir, c->conf->hostname, list, t->nmailboxes, j->id,
-                               sizeof j->id, err, sizeof err);
-        if (!j->msg)
-            log_err("could not open a message file: %s", err);
-    }
-    free(list);
-}
-
-static void begin_run(void *arg)
-{
-    struct job *j = arg;
-    open_files(j->c, j);
-}
-
-/* The files are open (or not): the conn takes them, and the core its id. */
-static void begin_finish(struct conn *c, struct job *j, struct smtp_result *r)
-{
-    const struct smtp_txn *t = j->txn;
-    c->spool = j->spool;
-    c->msg = j->msg;
-    snprintf(c->spool_id, sizeof c->spool_id, "%.95s", j->which);
-    snprintf(r->id, sizeof r->id, "%s", j->id);
-    if ((t->nforeign && !c->spool) || (t->nmailboxes && !c->msg)) {
-        spool_free(c->spool);
-        c->spool = NULL;
-        maildir_free(c->msg);
-        c->msg = NULL;
-        conn_fail_result(r, 451, "4.3.0",
-                         "Local error in processing: cannot store mail now, try later");
-        return;
-    }
-    snprintf(c->msg_id, sizeof c->msg_id, "%s", r->id);
-    c->msg_bytes = 0;
-    EVP_MD_CTX_free(c->sha);
-    c->sha = NULL;
-    if (c->srv->audit &&
-        (!(c->sha = EVP_MD_CTX_new()) || EVP_DigestInit_ex(c->sha, EVP_sha256(), NULL) != 1)) {
-        EVP_MD_CTX_free(c->sha);
-        c->sha = NULL;
-        conn_fail_result(r, 451, "4.3.0", "Out of memory, try again later");
-    }
-}
-
-static void begin_done(void *arg)
-{
-    struct job *j = arg;
-    struct conn *c = j->c;
-    struct smtp_result r = {.ok = true};
-    if (c->dead) { /* the client is gone: nothing will be written to these */
-        maildir_free(j->msg);
-        spool_free(j->spool);
-        free(j);
-        conn_job_back(c);
-        return;
-    }
-    begin_finish(c, j, &r);
-    free(j);
-    if (conn_job_back(c))
-        conn_resume(c, &r);
-}
-
-/* STORE_BEGIN: false when the files are being opened on a worker (the session resumes from
- * begin_done); true when r holds the answer now. */
-static bool store_begin(struct conn *c, const struct smtp_request *q, struct smtp_result *r)
-{
-    struct job *j = calloc(1, sizeof *j);
-    if (!j) {
-        conn_fail_result(r, 451, "4.3.0", "Out of memory, try again later");
-        return true;
-    }
-    j->kind = JOB_BEGIN;
-    j->txn = q->txn;
-    if (conn_submit(c, j, begin_run, begin_done))
-        return false;
-    open_files(c, j); /* the pool is stopping: do it here */
-    begin_finish(c, j, r);
-    free(j);
-    return true;
-}
-
-static void store_append(struct conn *c, const struct smtp_request *q, struct smtp_result *r)
-{
-    char err[256];
-    if ((c->msg && maildir_append(c->msg, q->data, q->len, err, sizeof err) != 0) ||
-        (c->spool && spool_append(c->spool, q->data, q->len, err, sizeof err) != 0)) {
-        log_err("could not write message data: %s", err);
-        conn_fail_result(r, 451, "4.3.0",
-                         "Local error in processing: cannot store mail now, try later");
-        return;
-    }
-    /* the digest of exactly the bytes stored, for the message's audit record */
-    if (c->sha && EVP_DigestUpdate(c->sha, q->data, q->len) != 1) {
-        /* a message record without its digest would not say what was stored: refuse */
-        log_err("cannot hash message data for the audit log; refusing the message");
-        conn_fail_result(r, 451, "4.3.0", "Local error in processing: try again later");
-        return;
-    }
-    c->msg_bytes += q->len;
-}
-
 /* --- TLS -------------------------------------------------------------------------------- */
 
 /* Wraps the connection in TLS. For STARTTLS the 220 is already in the plain output buffer and
@@ -430,37 +241,14 @@ static bool do_requests(struct conn *c)
         struct smtp_result r = {.ok = true};
         switch (q->type) {
         case SMTP_REQ_STORE_BEGIN:
-            if (!store_begin(c, q, &r))
+        case SMTP_REQ_STORE_APPEND:
+        case SMTP_REQ_STORE_COMMIT:
+        case SMTP_REQ_STORE_ABORT:
+            if (!conn_store_request(c, q, &r))
                 return false;
             break;
-        case SMTP_REQ_STORE_APPEND:
-            store_append(c, q, &r);
-            break;
-        case SMTP_REQ_STORE_COMMIT: {
-            struct job *j = calloc(1, sizeof *j);
-            if (j) {
-                j->kind = JOB_COMMIT;
-                j->txn = q->txn;
-                j->rec = conn_audit_message(c, q->txn, c->msg_id);
-            }
-            /* With an audit log, a message without its record (out of memory making it) is
-             * refused: commit_run would otherwise store it and answer 250 unrecorded. */
-            if (!j || (c->srv->audit && !j->rec) || !conn_submit(c, j, commit_run, commit_done)) {
-                if (j)
-                    json_decref(j->rec);
-                free(j);
-                conn_fail_result(&r, 451, "4.3.0", "Local error in processing: try again later");
-                break;
-            }
-            return false;
-        }
-        case SMTP_REQ_STORE_ABORT:
-            EVP_MD_CTX_free(c->sha);
-            c->sha = NULL;
-            maildir_free(c->msg);
-            c->msg = NULL;
-            spool_free(c->spool);
-            c->spool = NULL;
+        case SMTP_REQ_WATCH:
+            conn_watch_start(c, &r);
             break;
         case SMTP_REQ_STARTTLS:
             flush(c); /* the 220 goes out in clear, before the handshake */
@@ -489,7 +277,9 @@ static void set_timeouts(struct conn *c)
     struct timeval rd = {
         smtp_session_in_data(c->s) ? c->conf->data_timeout : c->conf->command_timeout, 0};
     struct timeval wr = {c->conf->command_timeout, 0};
-    bufferevent_set_timeouts(c->bev, &rd, &wr);
+    /* a terminal waits for messages as long as its user likes (TCP keepalive finds a dead
+     * peer); one that stops reading them is still dropped after command_timeout */
+    bufferevent_set_timeouts(c->bev, smtp_session_watching(c->s) ? NULL : &rd, &wr);
 }
 
 static void conn_drive(struct conn *c)
@@ -697,6 +487,9 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, socklen_
         .now = now,
         .event = srv->audit ? conn_audit_event : NULL,
         .relay_domain = cf->relay.ndomains ? conn_relay_domain : NULL,
+        .terminal_allow = (enum smtp_terminal_allow)cf->terminal_allow,
+        .terminal_max_size = cf->terminal_max_size,
+        .terminal_live = conn_terminal_live,
         .etrn = kind == LISTEN_SMTP && srv->relay && cf->relay.ndomains ? conn_etrn : NULL,
         .ctx = c,
     };

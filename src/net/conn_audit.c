@@ -107,6 +107,17 @@ void conn_audit_event(void *ctx, const struct smtp_event *ev)
         record(c, "helo", json_pack("{s:s,s:o,s:i}", "verb", v, "name", arg, "code", ev->code));
         return;
     }
+    if (strcmp(v, "XWATCH") == 0) {
+        /* a refused XWATCH; the one that succeeds is recorded by net/watch.c */
+        if (ev->code >= 400)
+            record(c, "watch",
+                   json_pack("{s:s,s:o,s:s,s:i,s:s,s:s,s:o}", "via", "xwatch", "user", arg,
+                             "result", "fail", "code", ev->code, "enh", ev->enh, "rule", ev->rule,
+                             "reason", audit_str(ev->text)));
+        else
+            json_decref(arg);
+        return;
+    }
     if (strcmp(v, "AUTH") == 0) {
         record(c, "auth",
                json_pack("{s:o,s:s,s:s,s:i,s:s,s:s}", "user", arg, "mech", ev->mech, "result",
@@ -156,7 +167,8 @@ static json_t *message_id(const char *s)
     return n ? audit_strn(s, n) : json_null();
 }
 
-json_t *conn_audit_message(struct conn *c, const struct smtp_txn *t, const char *id)
+json_t *conn_audit_message(struct conn *c, const struct smtp_txn *t, const char *const *boxlist,
+                           size_t nboxes, const char *id)
 {
     if (!c->srv->audit)
         return NULL;
@@ -167,14 +179,14 @@ json_t *conn_audit_message(struct conn *c, const struct smtp_txn *t, const char 
         for (int i = 0; i < 32; i++)
             snprintf(sha + 2 * i, 3, "%02x", md[i]);
     json_t *boxes = json_array(), *files = json_array();
-    for (size_t i = 0; boxes && files && i < t->nmailboxes; i++) {
-        json_array_append_new(boxes, json_string(t->mailboxes[i]));
-        const char *at = strrchr(t->mailboxes[i], '@');
+    for (size_t i = 0; boxes && files && i < nboxes; i++) {
+        json_array_append_new(boxes, json_string(boxlist[i]));
+        const char *at = strrchr(boxlist[i], '@');
         char f[TABLES_ADDR_MAX + MAILDIR_ID_MAX + 64];
         if (at) /* where maildir_commit links it: DATA_DIR/mail/DOMAIN/LOCAL/new/NAME,S=SIZE */
-            snprintf(f, sizeof f, "mail/%s/%.*s/new/%s,S=%llu", at + 1, (int)(at - t->mailboxes[i]),
-                     t->mailboxes[i], id, (unsigned long long)c->msg_bytes);
-        json_array_append_new(files, json_string(at ? f : t->mailboxes[i]));
+            snprintf(f, sizeof f, "mail/%s/%.*s/new/%s,S=%llu", at + 1, (int)(at - boxlist[i]),
+                     boxlist[i], id, (unsigned long long)c->msg_bytes);
+        json_array_append_new(files, json_string(at ? f : boxlist[i]));
     }
     json_t *f =
         json_pack("{s:s,s:s,s:o,s:I,s:s,s:s,s:s,s:o,s:o,s:o}", "session", c->session, "id", id,
@@ -187,6 +199,16 @@ json_t *conn_audit_message(struct conn *c, const struct smtp_txn *t, const char 
                             c->spool_id[0] ? json_sprintf("spool/queue/%s.msg", c->spool_id)
                                            : json_null());
     return f;
+}
+
+void conn_audit_terminal(struct conn *c, const struct smtp_txn *t, const char *user,
+                         size_t watchers, size_t dropped)
+{
+    static const char *const kinds[] = {"MAIL", "SEND", "SOML", "SAML"};
+    record(c, "terminal",
+           json_pack("{s:s,s:s,s:s,s:o,s:I,s:I,s:I}", "id", c->msg_id, "verb", kinds[t->kind],
+                     "mailbox", user, "from", audit_str(t->from), "size", (json_int_t)c->msg_bytes,
+                     "watchers", (json_int_t)watchers, "dropped", (json_int_t)dropped));
 }
 
 int conn_audit_append(struct conn *c, json_t *rec, uint64_t *seq, char *err, size_t errlen)

@@ -16,6 +16,8 @@
 #include "net/control.h"
 #include "net/server.h"
 #include "net/tls.h"
+#include "net/watch.h"
+#include "net/watch_sock.h"
 #include "relay/queue.h"
 #include "store/acl.h"
 #include "util/log.h"
@@ -191,6 +193,7 @@ static void reload(struct server *srv, const char *why)
     conf_unref(srv->conf);
     srv->conf = c; /* new connections see it; open ones keep the configuration they began with */
     relay_queue_set_conf(srv->relay, c);
+    watch_recheck(srv, c->tables); /* a user deleted or locked loses its terminals */
     stamp_files(c, srv->stamps);
     sync_acls(srv);
     srv_audit_reload(srv, c->sha256, true, NULL);
@@ -264,6 +267,12 @@ int server_run(struct conf *c, const int *fds, char *err, size_t errlen)
         srv_audit_close(&srv, "start failed");
         return -1;
     }
+    if (watch_sock_open(&srv, err, errlen) != 0) {
+        pool_free(srv.pool);
+        control_close(&srv);
+        srv_audit_close(&srv, "start failed");
+        return -1;
+    }
     sync_acls(&srv);
     char qerr[768];
     srv.relay = relay_queue_new(
@@ -305,6 +314,8 @@ int server_run(struct conf *c, const int *fds, char *err, size_t errlen)
     srv.relay = NULL;
     conn_free_all(&srv);
     control_close(&srv);
+    watch_sock_close(&srv);
+    watch_free_all(&srv);
     srv_audit_close(&srv, srv.stop_reason ? srv.stop_reason : "stopped");
     for (size_t i = 0; i < srv.nlisteners; i++)
         if (srv.listeners[i])

@@ -45,6 +45,9 @@ struct server {
     int control_fd; /* DATA_DIR/audit/control, -1 when closed (net/control.c) */
     struct event *control_ev;
     struct relay_queue *relay; /* the outbound queue manager (relay/queue.h); NULL: none */
+    struct watcher *watchers;  /* the live terminals (net/watch.h) */
+    size_t nwatchers;
+    int watch_busy; /* a loop over watchers runs: removals wait for its end */
     struct file_stamp {
         long long mtime_ns, size, ino;
     } stamps[4]; /* config, users, aliases, mailboxes */

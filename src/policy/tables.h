@@ -33,10 +33,12 @@ struct tables_user {
     char turn[TABLES_TURN_LEN];        /* "dom1,dom2": lowercased, comma-separated, at most
                                           TABLES_TURN_MAX; "" when none */
     bool locked;                       /* extra field `nologin` (Dovecot's): may not authenticate */
-    bool admin;     /* extra field `admin`: may authorize as another user (AUTH PLAIN authzid) */
-    bool shared;    /* a shared mailbox (from `mailboxes`): no password, never logs in */
-    uint64_t quota; /* bytes; 0 = none. Users: extra field userdb_quota_rule=*:storage=SIZE
-                     * (Dovecot's); shared mailboxes: quota=SIZE in `mailboxes` */
+    bool admin;        /* extra field `admin`: may authorize as another user (AUTH PLAIN authzid) */
+    bool shared;       /* a shared mailbox (from `mailboxes`): no password, never logs in */
+    uint64_t quota;    /* bytes; 0 = none. Users: extra field userdb_quota_rule=*:storage=SIZE
+                        * (Dovecot's); shared mailboxes: quota=SIZE in `mailboxes` */
+    bool has_uid;      /* the uid field is a number: */
+    unsigned long uid; /* the Unix user who may `tern watch` this user without its password */
 };
 
 struct tables *tables_new(void);

@@ -34,6 +34,8 @@ static const struct {
              "mail (RFC 1985)"},
     {"TURN", "TURN: after AUTH, reverse roles and take your relay domains' queued mail "
              "(RFC 821, RFC 2645)"},
+    {"XWATCH", "XWATCH: after STARTTLS and AUTH on the submission port, receive your terminal "
+               "messages here (tern watch)"},
 };
 
 const char *const *smtp_help_overview(size_t *n)

@@ -2,7 +2,8 @@
  * routing tricks: the local mailboxes it resolves to (aliases expanded), the forward address of a
  * user marked forward= (RCPT 251), the queue of a relay domain (from any client: tern holds that
  * mail like a backup MX), an authenticated user's mail to other domains (submission only), or a
- * refusal. Queued addresses go to the transaction's foreign list, each once. */
+ * refusal. Queued addresses go to the transaction's foreign list, each once. For SEND, SOML and
+ * SAML also the terminals: the users reached whose terminals are live (RFC 821 3.4). */
 #include "smtp/session_priv.h"
 
 #include <stdio.h>
@@ -141,6 +142,96 @@ static bool any_full(struct smtp_session *s, const char *addr, size_t before)
     return false;
 }
 
+/* SEND/SOML/SAML, a local recipient resolved into mailboxes [before, end) and forward
+ * addresses [fbefore, end): which of its users get the message on a terminal, which in the
+ * mailbox, and the answer saying so. A user has a terminal only with a mailbox here: forwarded
+ * users and shared mailboxes never have one. */
+static void route_terminal(struct smtp_session *s, const char *addr, size_t before, size_t fbefore,
+                           const struct added *a)
+{
+    enum smtp_txn_kind kind = s->txn.kind;
+    size_t tbefore = s->txn.nterminals, boxes = s->txn.nmailboxes - before, live = 0;
+    bool allowed = term_allowed(s), full = false;
+    for (size_t i = before; allowed && i < s->txn.nmailboxes && !full; i++) {
+        if (!s->env->terminal_live(s->env->ctx, s->txn.mailboxes[i]))
+            continue;
+        full = !term_add(s, s->txn.mailboxes[i]);
+        live++;
+    }
+    bool refused = false;
+    if (full) {
+        session_rule(s, "expansion");
+        session_reply(s, 452, "4.5.3", "Too many terminals in this message, send the rest later");
+        refused = true;
+    } else if (kind == SMTP_TXN_SEND) {
+        /* the terminals alone: no mailbox, no forward address */
+        s->txn.nmailboxes = before;
+        s->txn.nforeign = fbefore;
+        if (live == 0) {
+            /* RFC 821 4.1.1: 450 when the user is not logged in; at least one live terminal of
+             * the users the recipient reaches is enough (see doc/tern.conf.5, [terminal]) */
+            session_rule(s, "terminal");
+            session_reply(s, 450, "4.2.1", "<%s> is not accepting terminal messages", addr);
+            refused = true;
+        }
+    } else {
+        /* SOML: the users with a live terminal keep their mailbox only as the fallback, so
+         * only the others' quotas matter now; SAML: every mailbox gets it */
+        for (size_t i = before; !refused && s->env->mailbox_full && i < s->txn.nmailboxes; i++) {
+            bool on_terminal = false;
+            for (size_t k = tbefore; kind == SMTP_TXN_SOML && k < s->txn.nterminals; k++)
+                on_terminal |= strcmp(s->txn.terminals[k], s->txn.mailboxes[i]) == 0;
+            if (!on_terminal && s->env->mailbox_full(s->env->ctx, s->txn.mailboxes[i])) {
+                session_rule(s, "quota");
+                session_reply(s, 552, "5.2.2", "<%s>: %s", addr,
+                              strcasecmp(addr, s->txn.mailboxes[i]) == 0
+                                  ? "mailbox full"
+                                  : "mailbox full (one of the mailboxes it reaches)");
+                refused = true;
+            }
+        }
+    }
+    if (refused) {
+        s->txn.nmailboxes = before; /* the recipient leaves no trace in the transaction */
+        s->txn.nforeign = fbefore;
+        s->txn.nterminals = tbefore;
+        return;
+    }
+    accepted(s, addr);
+    if (kind == SMTP_TXN_SEND) {
+        if (boxes == 1)
+            session_reply(s, 250, "2.1.5", "Recipient <%s> OK, will deliver to the terminal", addr);
+        else
+            session_reply(s, 250, "2.1.5",
+                          "Recipient <%s> OK, will deliver to the terminals of %zu of its %zu "
+                          "users",
+                          addr, live, boxes);
+        return;
+    }
+    if (a->boxes == 0 && a->forwards > 0 && !a->several) {
+        session_rule(s, "forward"); /* RFC 5321 3.4, as for MAIL */
+        session_reply(s, 251, "2.1.5", "User not local; will forward to <%s>", a->first);
+        return;
+    }
+    const char *why = allowed || !s->env->terminal_live ? "no terminal"
+                      : s->env->terminal_allow == SMTP_TERMINAL_NONE
+                          ? "terminal messages are disabled"
+                          : "terminals take only authenticated senders";
+    if (live == 0)
+        session_reply(s, 250, "2.1.5", "Recipient <%s> OK, will deliver to the mailbox (%s)", addr,
+                      why);
+    else if (kind == SMTP_TXN_SAML)
+        session_reply(s, 250, "2.1.5", "Recipient <%s> OK, will deliver to the mailbox and %s",
+                      addr, live == 1 ? "the terminal" : "the live terminals");
+    else if (live == boxes)
+        session_reply(s, 250, "2.1.5", "Recipient <%s> OK, will deliver to the terminal%s", addr,
+                      live == 1 ? "" : "s");
+    else
+        session_reply(s, 250, "2.1.5",
+                      "Recipient <%s> OK, will deliver to %zu terminal%s and %zu mailbox%s", addr,
+                      live, live == 1 ? "" : "s", boxes - live, boxes - live == 1 ? "" : "es");
+}
+
 void route_rcpt(struct smtp_session *s, const struct smtp_path *path, const char *addr)
 {
     char moved[TABLES_ADDR_MAX + 1] = "";
@@ -153,8 +244,7 @@ void route_rcpt(struct smtp_session *s, const struct smtp_path *path, const char
         queue_only(s, addr, "relay_domain");
         return;
     }
-    if (st == TABLES_FOREIGN && s->authenticated && s->env->submission &&
-        s->txn.kind == SMTP_TXN_MAIL) {
+    if (st == TABLES_FOREIGN && s->authenticated && s->env->submission && mail) {
         /* Promise 2: only an authenticated user relays, and only through submission (587, 465):
          * the smtp listener never relays. The mail waits in the spool. */
         queue_only(s, addr, "relay_authenticated");
@@ -171,9 +261,14 @@ void route_rcpt(struct smtp_session *s, const struct smtp_path *path, const char
         return;
     case TABLES_FOREIGN:
         session_rule(s, "relay");
-        session_reply(s, 550, "5.7.1",
-                      "<%s>: relaying denied: this server takes mail only for its own domains",
-                      addr);
+        if (!mail)
+            session_reply(s, 550, "5.7.1", "<%s>: only this server's own users have terminals here",
+                          addr);
+        else
+            session_reply(s, 550, "5.7.1",
+                          "<%s>: relaying denied: this server takes mail only for its own "
+                          "domains",
+                          addr);
         return;
     case TABLES_TOO_MANY:
         session_rule(s, "expansion");
@@ -187,12 +282,11 @@ void route_rcpt(struct smtp_session *s, const struct smtp_path *path, const char
     if (a.full) {
         session_rule(s, "expansion");
         session_reply(s, 452, "4.5.3", "Too many mailboxes in this message, send the rest later");
+    } else if (s->txn.kind != SMTP_TXN_MAIL) {
+        route_terminal(s, addr, before, fbefore, &a);
+        return;
     } else if (any_full(s, addr, before)) {
         /* answered */
-    } else if (!mail) {
-        /* Terminal delivery does not exist yet: no user has a live terminal. */
-        session_rule(s, "terminal");
-        session_reply(s, 450, "4.2.1", "<%s> is not accepting terminal messages", addr);
     } else {
         refused = false;
     }
@@ -208,7 +302,5 @@ void route_rcpt(struct smtp_session *s, const struct smtp_path *path, const char
         session_reply(s, 251, "2.1.5", "User not local; will forward to <%s>", a.first);
         return;
     }
-    session_reply(s, 250, "2.1.5", "Recipient <%s> OK%s", addr,
-                  s->txn.kind == SMTP_TXN_MAIL ? ""
-                                               : ", will deliver to the mailbox (no terminal)");
+    session_reply(s, 250, "2.1.5", "Recipient <%s> OK", addr);
 }

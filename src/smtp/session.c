@@ -1,7 +1,8 @@
 /* The SMTP session core's front half: the greeting, command-line assembly with its limits, the
  * command table (a check-then-proceed handler per verb, after OpenSMTPD's shape), the simple
  * commands (HELO EHLO RSET NOOP QUIT), error counting, and the request/resume plumbing. The
- * transaction lives in txn.c and route.c, HELP/VRFY/EXPN in info.c, ETRN and TURN in turn.c. */
+ * transaction lives in txn.c and route.c, HELP/VRFY/EXPN in info.c, ETRN and TURN in turn.c,
+ * the terminal policy and XWATCH in terminal.c. */
 #include "smtp/session_priv.h"
 
 #include <stdarg.h>
@@ -157,10 +158,13 @@ static void cmd_helo(struct smtp_session *s, const char *arg, size_t len, bool e
     snprintf(first, sizeof first, "%s Hello %s [%s]", s->env->hostname, s->helo, s->env->peer_ip);
     snprintf(size, sizeof size, "SIZE %llu", (unsigned long long)s->env->max_message_size);
     char auth[128];
-    const char *lines[16] = {
-        first,      "PIPELINING", size,   "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES",
-        "CHUNKING", "HELP",       "SEND", "SOML",     "SAML"};
-    size_t n = 11;
+    const char *lines[16] = {first,      "PIPELINING",          size,       "8BITMIME",
+                             "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "HELP"};
+    size_t n = 8;
+    if (s->env->terminal_allow != SMTP_TERMINAL_NONE) /* SEND needs a terminal; none: 502 */
+        lines[n++] = "SEND";
+    lines[n++] = "SOML"; /* these two always work: the mailbox is there to fall back on */
+    lines[n++] = "SAML";
     if (s->env->etrn && !s->env->submission) /* RFC 1985: for servers pulling their queue */
         lines[n++] = "ETRN";
     if (s->env->tls_available && !s->tls)
@@ -169,6 +173,10 @@ static void cmd_helo(struct smtp_session *s, const char *arg, size_t len, bool e
         snprintf(auth, sizeof auth, "AUTH %s", s->env->auth_mechs);
         lines[n++] = auth;
     }
+    /* tern's private command, shown only to whom it would work for */
+    if (s->env->submission && s->authenticated && s->tls && s->env->terminal_live &&
+        s->env->terminal_allow != SMTP_TERMINAL_NONE)
+        lines[n++] = "XWATCH";
     /* EHLO keywords carry no enhanced code: RFC 2034 exempts the EHLO response lines. */
     reply_add_lines(&s->out, false, 250, NULL, lines, n);
     session_event(s, 250, NULL, first);
@@ -262,6 +270,7 @@ static const struct {
     {"STARTTLS", auth_starttls, T_NO},
     {"AUTH", auth_command, T_VERB},
     {"ETRN", turn_etrn, T_ARG},
+    {"XWATCH", term_xwatch, T_VERB}, /* the event names the user who would watch */
     /* clang-format on */
 };
 
@@ -300,6 +309,13 @@ static void dispatch(struct smtp_session *s, const char *line, size_t len)
         }
         /* RFC 5321 3.1: after a 554 greeting, wait for QUIT and answer 503 meanwhile */
         session_reply(s, 503, "5.7.1", "Bad sequence of commands: connection refused, send QUIT");
+        session_bad(s);
+        return;
+    }
+    if (s->state == ST_WATCH && !smtp_word_eq(line, vlen, "QUIT") &&
+        !smtp_word_eq(line, vlen, "NOOP")) {
+        /* a terminal: everything else would interleave with the messages it carries */
+        session_reply(s, 503, "5.5.1", "Watching terminal messages: only NOOP and QUIT");
         session_bad(s);
         return;
     }
@@ -418,6 +434,7 @@ void smtp_session_free(struct smtp_session *s)
     reply_free(&s->out);
     free(s->txn.mailboxes);
     free(s->txn.foreign);
+    free(s->txn.terminals);
     free(s->chunk);
     free(s->bigline);
     free(s->auth_resp);
@@ -464,6 +481,11 @@ void smtp_session_resume(struct smtp_session *s, const struct smtp_result *r)
         turn_resume(s, r);
         return;
     }
+    if (s->after == AFTER_WATCH) {
+        s->after = AFTER_NONE;
+        term_resume(s, r);
+        return;
+    }
     if (s->after == AFTER_STARTTLS || s->after == AFTER_AUTH) {
         enum smtp_after after = s->after;
         s->after = AFTER_NONE;
@@ -500,6 +522,11 @@ void smtp_session_shutdown(struct smtp_session *s)
     session_reply(s, 421, "4.3.2", "%s Service shutting down, closing connection",
                   s->env->hostname);
     s->close = SMTP_CLOSE_AFTER_OUTPUT;
+}
+
+bool smtp_session_watching(const struct smtp_session *s)
+{
+    return s->state == ST_WATCH && s->close == SMTP_OPEN;
 }
 
 const char *smtp_session_message_id(const struct smtp_session *s)

@@ -16,8 +16,16 @@
 
 enum smtp_disclose { SMTP_DISCLOSE_NONE, SMTP_DISCLOSE_AUTHENTICATED, SMTP_DISCLOSE_ALL };
 
+/* Who may reach a user's terminal (SEND, and the terminal half of SOML and SAML). */
+enum smtp_terminal_allow {
+    SMTP_TERMINAL_ALL,           /* any client that may mail the user */
+    SMTP_TERMINAL_AUTHENTICATED, /* authenticated clients: SEND from others gets 530, their SOML
+                                    and SAML go to the mailbox only */
+    SMTP_TERMINAL_NONE,          /* nobody: SEND 502 (not offered), SOML and SAML are MAIL */
+};
+
 /* What the core tells env->event, for the audit log: the final answer to a command that matters
- * (HELO EHLO MAIL SEND SOML SAML RCPT DATA BDAT AUTH ETRN TURN), or a limit that closed the
+ * (HELO EHLO MAIL SEND SOML SAML RCPT DATA BDAT AUTH ETRN TURN XWATCH), or a limit that closed the
  * session. The strings are valid during the call only; arg came from the network (hostile,
  * unterminated). */
 struct smtp_event {
@@ -28,7 +36,8 @@ struct smtp_event {
                          parsed, else the whole argument); AUTH: the user named or proved;
                          DATA/BDAT: the queue id once the message is open; ETRN: the node as
                          given ("example.com", "@example.com", "#queue"); TURN: the domains
-                         handed over ("a.example,b.example"), "" when refused */
+                         handed over ("a.example,b.example"), "" when refused; XWATCH:
+                         the user who would watch ("" before AUTH) */
     size_t arg_len;
     const char *mech; /* AUTH: the mechanism */
     int code;
@@ -78,6 +87,14 @@ struct smtp_env {
     /* Told of every answer and limit that belongs in the audit log (struct smtp_event). NULL:
      * nobody listens. Must not call back into the session. */
     void (*event)(void *ctx, const struct smtp_event *ev);
+    /* Terminals (RFC 821 3.4: SEND, SOML, SAML): who may send to them, and the largest message
+     * a terminal takes (0: no limit of its own). */
+    enum smtp_terminal_allow terminal_allow;
+    uint64_t terminal_max_size;
+    /* Does mailbox (a local user, lowercased user@domain) have a live terminal, a `tern watch`
+     * session? NULL: nobody ever has (SEND gets 450, SOML and SAML go to the mailbox), and
+     * XWATCH is not offered. */
+    bool (*terminal_live)(void *ctx, const char *mailbox);
     /* Current time, for the Received: header. NULL means 0 (tests). */
     time_t (*now)(void *ctx);
     void *ctx;
@@ -101,6 +118,13 @@ struct smtp_txn {
     char (*foreign)[SMTP_PATH_MAX + 1];
     size_t nforeign;
     char auth_user[TABLES_ADDR_MAX + 1]; /* who authenticated, "" if nobody */
+    /* SEND/SOML/SAML: the local users (lowercased user@domain, each once) whose live terminals
+     * get the message, as decided at RCPT. SEND: they alone (mailboxes is empty). SAML: their
+     * mailboxes get it too. SOML: each is in mailboxes as well, as the fallback the caller
+     * stores when no terminal takes the message (the others go to the mailbox only). Emptied
+     * for SOML and SAML when the message is larger than env->terminal_max_size. */
+    char (*terminals)[TABLES_ADDR_MAX + 1];
+    size_t nterminals;
 };
 
 enum smtp_req_type {
@@ -111,6 +135,10 @@ enum smtp_req_type {
     SMTP_REQ_STARTTLS,        /* send the pending 220, drop unread input, handshake; resume
                                  with ok and tls_info, or close the connection on failure */
     SMTP_REQ_AUTH,            /* one SASL step: see auth_* fields */
+    SMTP_REQ_WATCH,           /* XWATCH: make the connection a terminal of the authenticated
+                                 user. Resume ok: the 250 follows, and from then on the caller
+                                 writes terminal messages between the core's replies while the
+                                 core takes only NOOP and QUIT; or not ok with the refusal. */
     SMTP_REQ_TURN,            /* RFC 821 TURN: the 250 is pending; send it, then the connection
                                  is the caller's: act as the client, deliver the queued mail
                                  for turn_domains to the peer (its next bytes are its greeting,
@@ -147,6 +175,8 @@ struct smtp_result {
     char user[TABLES_ADDR_MAX + 1]; /* AUTH: the authenticated address; on failure the name
                                        the client gave, for the audit log only */
     char tls_info[160];             /* STARTTLS ok: "TLSv1.3:CIPHER" */
+    size_t terminals;               /* COMMIT ok: the terminals that took the message (SEND:
+                                       at least one; none is a failure, 450 4.2.1) */
 };
 
 enum smtp_close {
@@ -185,6 +215,12 @@ void smtp_session_shutdown(struct smtp_session *s);
 /* The first Message-ID: field body of the message being received (hostile text), "" if none
  * yet. Valid until the next feed. */
 const char *smtp_session_message_id(const struct smtp_session *s);
+
+/* After XWATCH: the connection is a terminal, taking only NOOP and QUIT (no idle timeout). */
+bool smtp_session_watching(const struct smtp_session *s);
+/* The caller ends a watch (the user can no longer have a terminal): 421 4.7.0 with why, then
+ * close. Nothing when not watching. */
+void smtp_session_end_watch(struct smtp_session *s, const char *why);
 
 /* Authenticated user, "" if none. */
 const char *smtp_session_auth_user(const struct smtp_session *s);

@@ -1,7 +1,8 @@
 /* The session core's private state, shared by session.c (input, dispatch, simple commands),
  * txn.c (MAIL/RCPT/DATA/BDAT and the store requests), route.c (where a recipient goes: local
- * mailboxes, forward addresses, relay domains), sendas.c (who may send as whom, Sender:),
- * info.c (HELP/VRFY/EXPN) and turn.c (ETRN and TURN). */
+ * mailboxes, terminals, forward addresses, relay domains), sendas.c (who may send as whom,
+ * Sender:), info.c (HELP/VRFY/EXPN), turn.c (ETRN and TURN) and terminal.c (the [terminal]
+ * policy of SEND/SOML/SAML, and XWATCH). */
 #ifndef TERN_SMTP_SESSION_PRIV_H
 #define TERN_SMTP_SESSION_PRIV_H
 
@@ -26,6 +27,7 @@ enum smtp_state {
     ST_DATA,    /* after 354: message text */
     ST_BDAT,    /* inside a BDAT chunk */
     ST_AUTH,    /* after 334: the next line is an AUTH response */
+    ST_WATCH,   /* after XWATCH: a terminal; only NOOP and QUIT */
 };
 
 /* What to do when the pending request is resumed. */
@@ -40,6 +42,7 @@ enum smtp_after {
     AFTER_STARTTLS,   /* the handshake is done: start over */
     AFTER_AUTH,       /* 334, 235 or the failure */
     AFTER_TURN,       /* the caller is done with the connection: close */
+    AFTER_WATCH,      /* the connection is a terminal now, or XWATCH's refusal */
 };
 
 struct smtp_session {
@@ -67,6 +70,7 @@ struct smtp_session {
     struct smtp_txn txn;
     size_t mailboxes_cap;
     size_t foreign_cap;
+    size_t terminals_cap;
     size_t rcpt_attempts;
     bool bdat_used;  /* BDAT started: DATA is out of sequence */
     bool store_open; /* BEGIN succeeded and no COMMIT/ABORT yet */
@@ -133,6 +137,23 @@ void txn_bdat(struct smtp_session *s, const char *arg, size_t len);
 void txn_reset(struct smtp_session *s);
 size_t txn_feed_data(struct smtp_session *s, const char *buf, size_t len);
 void txn_resume(struct smtp_session *s, const struct smtp_result *r);
+
+/* terminal.c */
+/* May this client reach terminals at all (policy, and a world that has them)? */
+bool term_allowed(const struct smtp_session *s);
+/* SEND/SOML/SAML FROM: the [terminal] policy's answer, before any other check of the
+ * transaction; true when it answered (a refusal). */
+bool term_mail_refused(struct smtp_session *s, enum smtp_txn_kind kind, uint64_t size);
+/* At the end of a message, before its commit: a message too big for a terminal. SEND: true,
+ * with the failure in f (552 5.3.4); SOML and SAML: the terminals are dropped (the mailbox gets
+ * it). */
+bool term_too_big(struct smtp_session *s, struct smtp_result *f);
+/* Appends a user to the transaction's terminals; false when the bound is reached. */
+bool term_add(struct smtp_session *s, const char *box);
+/* Sorts the terminals and drops duplicates (at the start of the message). */
+void term_dedup(struct smtp_session *s);
+void term_xwatch(struct smtp_session *s, const char *arg, size_t len);
+void term_resume(struct smtp_session *s, const struct smtp_result *r);
 
 /* route.c */
 /* Routes the recipient path (address addr, as formatted) past the checks txn_rcpt makes, and

@@ -60,10 +60,12 @@ void txn_reset(struct smtp_session *s)
     free_message(s);
     free(s->txn.mailboxes);
     free(s->txn.foreign);
+    free(s->txn.terminals);
     memset(&s->txn, 0, sizeof s->txn);
     s->msgid[0] = '\0';
     s->mailboxes_cap = 0;
     s->foreign_cap = 0;
+    s->terminals_cap = 0;
     s->rcpt_attempts = 0;
     s->bdat_used = false;
     s->store_failed = false;
@@ -162,12 +164,15 @@ void txn_mail(struct smtp_session *s, enum smtp_txn_kind kind, const char *arg, 
                       (unsigned long long)s->env->max_message_size);
         return;
     }
+    if (term_mail_refused(s, kind, size))
+        return;
     if (s->authenticated && !sendas_owns_sender(s, &path)) {
         session_rule(s, "send_as");
         session_reply(s, 553, "5.7.1", "Sender address not owned by user %s", s->auth_user);
         return;
     }
-    if (s->env->storage_ok && !s->env->storage_ok(s->env->ctx)) {
+    /* SEND stores nothing: a full disk is no reason to refuse it */
+    if (kind != SMTP_TXN_SEND && s->env->storage_ok && !s->env->storage_ok(s->env->ctx)) {
         session_rule(s, "min_free_space");
         session_reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
         return;
@@ -290,6 +295,7 @@ static void open_message(struct smtp_session *s, bool bdat)
         if (w == 0 || strcmp(s->txn.mailboxes[w - 1], s->txn.mailboxes[i]) != 0)
             memmove(s->txn.mailboxes[w++], s->txn.mailboxes[i], sizeof *s->txn.mailboxes);
     s->txn.nmailboxes = w;
+    term_dedup(s);
     smtp_data_init(&s->data, bdat, s->env->max_message_size);
     s->sender_added = false;
     sendas_arm(s);
@@ -389,7 +395,10 @@ static void trace_headers(struct smtp_session *s)
 
 static void fail_reply(struct smtp_session *s, const struct smtp_result *r)
 {
-    session_rule(s, s->fail_rule ? s->fail_rule : r && r->code == 552 ? "quota" : "store");
+    session_rule(s, s->fail_rule          ? s->fail_rule
+                    : r && r->code == 552 ? "quota"
+                    : r && r->code == 450 ? "terminal" /* SEND: every terminal went */
+                                          : "store");
     s->fail_rule = NULL;
     if (r && r->code >= 400)
         session_reply(s, r->code, r->enh, "%s", r->text);
@@ -438,7 +447,10 @@ static void finish_message(struct smtp_session *s)
             snprintf(f->enh, sizeof f->enh, "5.7.1");
             snprintf(f->text, sizeof f->text,
                      "From: header names an address this user does not own (check_from)");
-        } else if (s->env->storage_ok && !s->env->storage_ok(s->env->ctx)) {
+        } else if (term_too_big(s, f)) {
+            /* SEND: refused; SOML and SAML: the terminals are dropped, the mailbox takes it */
+        } else if (s->txn.kind != SMTP_TXN_SEND && s->env->storage_ok &&
+                   !s->env->storage_ok(s->env->ctx)) {
             s->fail_rule = "min_free_space";
             f->code = 452;
             snprintf(f->enh, sizeof f->enh, "4.3.1");
@@ -527,7 +539,8 @@ void txn_resume(struct smtp_session *s, const struct smtp_result *r)
     case AFTER_NONE:
     case AFTER_STARTTLS: /* auth.c's */
     case AFTER_AUTH:
-    case AFTER_TURN: /* turn.c's */
+    case AFTER_TURN:  /* turn.c's */
+    case AFTER_WATCH: /* terminal.c's */
         break;
     case AFTER_BEGIN_DATA:
     case AFTER_BEGIN_BDAT:
@@ -567,10 +580,19 @@ void txn_resume(struct smtp_session *s, const struct smtp_result *r)
         break;
     case AFTER_COMMIT:
         s->store_open = false;
-        if (r->ok) {
+        if (r->ok && s->txn.kind == SMTP_TXN_SEND) {
             s->stats.messages++;
             s->junk = 0;
-            session_reply(s, 250, "2.0.0", "Ok: queued as %s", s->msgid);
+            session_reply(s, 250, "2.0.0", "Ok: delivered to %zu terminal%s as %s", r->terminals,
+                          r->terminals == 1 ? "" : "s", s->msgid);
+        } else if (r->ok) {
+            s->stats.messages++;
+            s->junk = 0;
+            if (r->terminals)
+                session_reply(s, 250, "2.0.0", "Ok: accepted as %s and shown on %zu terminal%s",
+                              s->msgid, r->terminals, r->terminals == 1 ? "" : "s");
+            else
+                session_reply(s, 250, "2.0.0", "Ok: queued as %s", s->msgid);
         } else {
             fail_reply(s, r);
         }

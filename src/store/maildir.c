@@ -344,6 +344,37 @@ fail:
     return NULL;
 }
 
+size_t maildir_keep(struct maildir_msg *m, const char *const *mailboxes, size_t n)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < m->nbox; i++) {
+        bool keep = false;
+        for (size_t k = 0; k < n && !keep; k++) {
+            char path[PATH_MAX];
+            keep = maildir_path(m->data_dir, mailboxes[k], path, sizeof(path)) == 0 &&
+                   strcmp(path, m->boxes[i]) == 0;
+        }
+        if (keep)
+            m->boxes[w++] = m->boxes[i];
+        else
+            free(m->boxes[i]);
+    }
+    m->nbox = w;
+    return w;
+}
+
+void maildir_new_id(char *out, size_t outlen, const char *hostname)
+{
+    char host[256];
+    if (!hostname || !*hostname) {
+        if (gethostname(host, sizeof(host)) != 0 || !host[0])
+            snprintf(host, sizeof(host), "localhost");
+        host[sizeof(host) - 1] = '\0';
+        hostname = host;
+    }
+    make_name(out, outlen, hostname);
+}
+
 /* Marks the message undeliverable, keeping the reason for commit. */
 static void doom(struct maildir_msg *m, const char *reason)
 {

@@ -21,6 +21,14 @@ struct maildir_msg *maildir_begin(const char *data_dir, const char *hostname,
                                   const char *const *mailboxes, size_t n, char *id, size_t idlen,
                                   char *err, size_t errlen);
 
+/* Before commit: narrows the recipients to those of the n mailboxes given (a subset of those
+ * given to begin; SOML drops the users whose terminal took the message). The tmp file stays
+ * where it is. Returns how many Maildirs are left; with none, commit must not be called. */
+size_t maildir_keep(struct maildir_msg *m, const char *const *mailboxes, size_t n);
+
+/* A fresh unique id of the same shape as a message's (for a message stored nowhere: SEND). */
+void maildir_new_id(char *out, size_t outlen, const char *hostname);
+
 /* Appends bytes (page cache only). 0, or -1 with a reason (the message is then doomed: commit
  * will fail). */
 int maildir_append(struct maildir_msg *m, const void *buf, size_t len, char *err, size_t errlen);

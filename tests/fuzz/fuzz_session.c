@@ -1,5 +1,8 @@
 /* libFuzzer harness for the SMTP session core: arbitrary client bytes, split at points the input
- * chooses, with a store that fails when the input says so. Every reply must be a well-formed
+ * chooses, with a store that fails when the input says so. Alice has a live terminal, under each
+ * [terminal] allow: SEND/SOML/SAML must hand the store only terminals that are alice, once,
+ * with no mailbox for SEND and her mailbox as SOML's fallback, and XWATCH may only ask to watch
+ * for an authenticated user under TLS on submission. Every reply must be a well-formed
  * SMTP reply line, a request must never come twice without a resume, and nothing may crash or
  * leak. The tables hold a shared mailbox, so send-as, Sender: insertion and quotas are reached,
  * and forwarded users (251), relay domains, an ETRN queue and a user entitled to TURN, whose
@@ -81,6 +84,32 @@ static int etrn(void *ctx, const char *node, bool subdomains, char *text, size_t
     return codes[k];
 }
 
+static bool terminal_live(void *ctx, const char *box)
+{
+    (void)ctx;
+    return strcmp(box, "alice@example.org") == 0 || strcmp(box, "sales@example.org") == 0;
+}
+
+/* What the store is handed at COMMIT about terminals must hold together. */
+static void check_terminals(const struct smtp_txn *t)
+{
+    if ((t->kind == SMTP_TXN_MAIL && t->nterminals) ||
+        (t->kind == SMTP_TXN_SEND && (t->nmailboxes || t->nforeign || !t->nterminals)))
+        __builtin_trap();
+    for (size_t i = 0; i < t->nterminals; i++) {
+        if (strcmp(t->terminals[i], "alice@example.org") != 0 &&
+            strcmp(t->terminals[i], "sales@example.org") != 0)
+            __builtin_trap(); /* only users whose terminal was live */
+        if (i && strcmp(t->terminals[i - 1], t->terminals[i]) >= 0)
+            __builtin_trap(); /* sorted, each once */
+        bool boxed = false;
+        for (size_t k = 0; k < t->nmailboxes; k++)
+            boxed |= strcmp(t->mailboxes[k], t->terminals[i]) == 0;
+        if (t->kind != SMTP_TXN_SEND && !boxed)
+            __builtin_trap(); /* SOML's fallback, SAML's copy */
+    }
+}
+
 static bool in_list(const char *s, const char *const *list, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -109,8 +138,8 @@ static volatile size_t event_sink; /* keeps the reads of every field */
 
 static void on_event(void *ctx, const struct smtp_event *ev)
 {
-    static const char *const verbs[] = {"HELO", "EHLO", "MAIL", "SEND", "SOML", "SAML",
-                                        "RCPT", "DATA", "BDAT", "AUTH", "ETRN", "TURN"};
+    static const char *const verbs[] = {"HELO", "EHLO", "MAIL", "SEND", "SOML", "SAML",  "RCPT",
+                                        "DATA", "BDAT", "AUTH", "ETRN", "TURN", "XWATCH"};
     static const char *const ok_rules[] = {"ok", "relay_authenticated", "relay_domain", "forward"};
     static const char *const limits[] = {"bad_commands", "junk_commands", "auth_failures"};
     (void)ctx;
@@ -202,7 +231,23 @@ static void serve(struct smtp_session *s, uint8_t flags)
         } else if (q->type == SMTP_REQ_STORE_APPEND) {
             r.ok = !(flags & 2);
         } else if (q->type == SMTP_REQ_STORE_COMMIT) {
+            check_terminals(q->txn);
             r.ok = !(flags & 4);
+            r.terminals = q->txn->nterminals;
+            if (!r.ok && q->txn->kind == SMTP_TXN_SEND) {
+                r.code = 450; /* every terminal went away */
+                strcpy(r.enh, "4.2.1");
+                strcpy(r.text, "No terminal took the message");
+            }
+        } else if (q->type == SMTP_REQ_WATCH) {
+            if (strcmp(smtp_session_auth_user(s), "alice@example.org") != 0)
+                __builtin_trap(); /* nobody watches unauthenticated */
+            r.ok = !(flags & 1);
+            if (!r.ok) {
+                r.code = 452;
+                strcpy(r.enh, "4.3.1");
+                strcpy(r.text, "too many terminals");
+            }
         } else if (q->type == SMTP_REQ_STARTTLS) {
             strcpy(r.tls_info, "TLSv1.3 with cipher FUZZ");
         } else if (q->type == SMTP_REQ_AUTH && !q->auth_cancel) {
@@ -260,6 +305,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .sender_header = true,
         .mailbox_full = mailbox_full,
         .relay_domain = relay_domain,
+        .terminal_allow = (enum smtp_terminal_allow)(step % 3),
+        .terminal_max_size = 512,
+        .terminal_live = terminal_live,
         .etrn = (flags & 4) ? NULL : etrn,
         .event = on_event,
     };

@@ -754,6 +754,23 @@ static void test_message_id(void **state)
     fx_free(f);
 }
 
+/* XWATCH is tracked (a refusal here: not submission), and SEND's 450 names its rule. */
+static void test_terminals(void **state)
+{
+    (void)state;
+    struct fixture *f = fx_ehlo();
+    assert_int_equal(cmd(f, "XWATCH"), 502);
+    NEW_EVENTS(f, 1);
+    EV(f, 0, "XWATCH", "", 502, "5.5.1", "error");
+    assert_int_equal(cmd(f, "SEND FROM:<a@b.example>"), 250);
+    NEW_EVENTS(f, 1);
+    EV(f, 0, "SEND", "a@b.example", 250, "2.1.0", "ok");
+    assert_int_equal(cmd(f, "RCPT TO:<alice@example.org>"), 450); /* no terminal: no hook */
+    NEW_EVENTS(f, 1);
+    EV(f, 0, "RCPT", "alice@example.org", 450, "4.2.1", "terminal");
+    fx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -762,7 +779,7 @@ int main(void)
         cmocka_unit_test(test_bdat),        cmocka_unit_test(test_auth),
         cmocka_unit_test(test_limits),      cmocka_unit_test(test_untracked),
         cmocka_unit_test(test_no_listener), cmocka_unit_test(test_message_id),
-        cmocka_unit_test(test_etrn_turn),
+        cmocka_unit_test(test_etrn_turn),   cmocka_unit_test(test_terminals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -162,6 +162,7 @@ static void serve(struct fixture *f)
             break;
         case SMTP_REQ_STARTTLS:
         case SMTP_REQ_TURN: /* never asked for here */
+        case SMTP_REQ_WATCH:
             break;
         case SMTP_REQ_AUTH:
             fake_auth(f, q, &r);

@@ -122,7 +122,8 @@ static void serve(struct fixture *f)
         case SMTP_REQ_STORE_ABORT:
             f->aborts++;
             break;
-        case SMTP_REQ_TURN: /* test_session_queue.c's */
+        case SMTP_REQ_TURN:  /* test_session_queue.c's */
+        case SMTP_REQ_WATCH: /* test_terminal.c's */
             break;
         case SMTP_REQ_STARTTLS:
             f->starttls++;
