@@ -228,57 +228,65 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* --- scheduling ------------------------------------------------------------------------------- */
 
+/* Adds u (its recipients all in domain) to its destination. */
+static void send_unit(struct relay_queue *q, struct rq_unit *u, const char *domain)
+{
+    u->ent->busy++;
+    rq_dest_add(q, u, domain);
+}
+
 void rq_schedule(struct relay_queue *q, struct rq_entry *ent)
 {
-    /* group the pending recipients by domain, in order; one unit per domain */
+    /* group the pending recipients by domain, in order; one unit per domain (split past
+     * SMTPOUT_MAX_RCPTS). The entry counts itself busy meanwhile: a unit answered at once (a
+     * destination that already failed) must not finish it while more are being made. */
     size_t n = ent->st.nrcpts;
-    bool *done = calloc(n ? n : 1, sizeof *done);
-    bool held = false;
-    if (!done)
+    char(*dom)[256] = calloc(n ? n : 1, sizeof *dom);
+    bool *take = calloc(n ? n : 1, sizeof *take);
+    bool held = false, sent = false;
+    if (!dom || !take) {
+        free(dom);
+        free(take);
         return;
+    }
     for (size_t i = 0; i < n; i++) {
-        if (done[i] || ent->st.rcpts[i].status != SPOOL_RCPT_PENDING)
-            continue;
-        char dom[256];
-        rq_domain(ent->e.rcpts[i], dom, sizeof dom);
-        if (q->conf->relay.defer &&
-            !(q->conf->tables && tables_is_local_domain(q->conf->tables, dom))) {
-            held = true; /* [relay] defer = yes: waits, untouched, not even counted a try */
-            continue;
+        rq_domain(ent->e.rcpts[i], dom[i], sizeof dom[i]);
+        take[i] = ent->st.rcpts[i].status == SPOOL_RCPT_PENDING;
+        if (take[i] && q->conf->relay.defer &&
+            !(q->conf->tables && tables_is_local_domain(q->conf->tables, dom[i]))) {
+            take[i] = false; /* [relay] defer = yes: waits, untouched, not even counted a try */
+            held = true;
         }
-        size_t count = 0;
-        for (size_t k = i; k < n; k++) {
-            char d2[256];
-            rq_domain(ent->e.rcpts[k], d2, sizeof d2);
-            if (!done[k] && ent->st.rcpts[k].status == SPOOL_RCPT_PENDING && strcmp(d2, dom) == 0)
-                count++;
-        }
-        size_t per = count < SMTPOUT_MAX_RCPTS ? count : SMTPOUT_MAX_RCPTS;
+    }
+    ent->busy++;
+    for (size_t i = 0; i < n; i++) {
+        if (!take[i])
+            continue;
         struct rq_unit *u = NULL;
         for (size_t k = i; k < n; k++) {
-            char d2[256];
-            rq_domain(ent->e.rcpts[k], d2, sizeof d2);
-            if (done[k] || ent->st.rcpts[k].status != SPOOL_RCPT_PENDING || strcmp(d2, dom) != 0)
+            if (!take[k] || strcmp(dom[k], dom[i]) != 0)
                 continue;
-            if (!u && !(u = calloc(1, sizeof *u + per * sizeof u->idx[0])))
+            if (!u && !(u = calloc(1, sizeof *u + SMTPOUT_MAX_RCPTS * sizeof u->idx[0])))
                 break;
             u->ent = ent;
             u->idx[u->n++] = k;
-            done[k] = true;
-            if (u->n == per) {
-                ent->busy++;
-                rq_dest_add(q, u, dom);
+            take[k] = false;
+            if (u->n == SMTPOUT_MAX_RCPTS) {
+                send_unit(q, u, dom[i]);
                 u = NULL;
+                sent = true;
             }
         }
         if (u) {
-            ent->busy++;
-            rq_dest_add(q, u, dom);
+            send_unit(q, u, dom[i]);
+            sent = true;
         }
     }
-    free(done);
-    if (!ent->busy && !ent->finishing && !held)
-        rq_finish(q, ent); /* nothing pending: an entry a crash left between its steps */
+    free(dom);
+    free(take);
+    /* nothing pending and nothing held: an entry a crash left between its steps */
+    if (--ent->busy == 0 && !ent->finishing && (sent || !held))
+        rq_finish(q, ent);
 }
 
 /* --- results ---------------------------------------------------------------------------------- */

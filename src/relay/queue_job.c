@@ -318,7 +318,6 @@ void rq_finish(struct relay_queue *q, struct rq_entry *ent)
     const struct conf_relay *r = &q->conf->relay;
     time_t now = time(NULL);
     ent->finishing = true;
-    ent->turn = false;
     size_t pending = 0;
     for (size_t i = 0; i < ent->st.nrcpts; i++)
         pending += ent->st.rcpts[i].status == SPOOL_RCPT_PENDING;

@@ -440,7 +440,6 @@ void rq_turn_start(struct relay_queue *q, struct rq_conn *t)
         }
         if (u) {
             ent->busy++;
-            ent->turn = true;
             *tail = u;
             tail = &u->next;
         }

@@ -32,7 +32,6 @@ struct rq_entry {
     bool *fresh_fail; /* per recipient: failed in this attempt (to be reported) */
     unsigned busy;    /* units in flight */
     bool finishing;   /* its end-of-attempt job is on the pool */
-    bool turn;        /* delivered by a TURN: not rescheduled by the timer meanwhile */
 };
 
 /* The recipients of one entry that go to one destination in one transaction. */
