@@ -474,3 +474,29 @@ def test_one_connection_carries_the_destinations_messages(ternd_factory):
         assert sink.connections == 1, sink.connections
         assert sink.count("MAIL") == 5
         wait_for(lambda: not spool_ids(t), what="the spool to empty")
+
+
+def test_expired_message_is_returned_to_its_sender(ternd_factory):
+    """A message queued longer than max_lifetime (5 days by default) whose destination still
+    does not answer fails for good at its next attempt: alice gets a report with Action failed
+    and Status 4.4.7 naming the last error, and the entry leaves the spool. The entry's age is
+    set by rewriting its envelope's queued time while [relay] defer = yes holds it."""
+    dead = free_port()
+    t = start(ternd_factory, {"dest_test": dead}, extra={"relay.defer": "yes"})
+    submit(t, ["bob@dest.test"], subject="too old")
+    qid = next(iter(wait_for(lambda: spool_ids(t), what="the entry")))
+    envp = t.data_dir / "spool" / "queue" / f"{qid}.env"
+    env = json.loads(envp.read_text())
+    env["queued"] = int(time.time()) - 6 * 86400
+    envp.write_text(json.dumps(env))
+    t.sections["relay"]["defer"] = "no"
+    t.write_files()
+    t.reload()
+    bounce = wait_for(lambda: t.mailbox("alice@example.org"), what="the report")
+    m = email.message_from_bytes(bounce[0].path.read_bytes(), policy=email.policy.default)
+    ds = [p for p in m.iter_parts() if p.get_content_type() == "message/delivery-status"][0]
+    g = [g for g in ds.get_payload() if g.get("Final-Recipient")][0]
+    assert g["Action"].strip() == "failed" and g["Status"].strip() == "4.4.7", dict(g)
+    assert "expired" in m.as_string(), m.as_string()[:2000]
+    wait_for(lambda: not spool_ids(t), what="the spool to empty")
+    assert [r["kind"] for r in audit_records(t, "bounce")] == ["failed"]
